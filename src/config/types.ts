@@ -1,0 +1,151 @@
+/**
+ * The compiled, immutable configuration snapshot: what the loader produces
+ * and what every perimeter system reads. All durations are milliseconds, all
+ * sizes bytes, all names normalized (hosts lower-case, no trailing dot).
+ * Nothing here changes after load; state that changes (health, pools,
+ * sockets) lives in the runtime, keyed by identity, and survives a swap.
+ */
+
+export type BalancerKind = 'round-robin' | 'least-request' | 'latency';
+export type PanicMode = 'serve-all' | 'fail';
+export type HealthCheckKind = 'http' | 'tcp' | 'none';
+export type LogOmit = 'query' | 'cookies' | 'authorization';
+
+/** Where a value came from in the YAML, for messages and `perimeter sites`. */
+export interface SourcePos {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+export interface ListenAddress {
+  readonly host: string; // '' or '0.0.0.0' or '::' or an address
+  readonly port: number;
+}
+
+export interface HealthSpec {
+  readonly kind: HealthCheckKind;
+  readonly path: string; // http only
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly jitter: number; // 0..1, share of interval
+  readonly rise: number;
+  readonly fall: number;
+  /** Inclusive status ranges that count as healthy, e.g. [[200, 399]]. */
+  readonly expectStatus: readonly (readonly [number, number])[];
+  /** Host header sent with HTTP checks ('' = the backend address). */
+  readonly host: string;
+}
+
+export interface PassiveHealthSpec {
+  readonly consecutiveFailures: number; // 0 disables passive ejection
+  readonly baseEjectionMs: number;
+  readonly maxEjectionMs: number;
+  readonly maxEjectedPercent: number; // 0..100
+}
+
+export interface PanicSpec {
+  /** Panic when the healthy share of backends falls below this percentage. */
+  readonly thresholdPercent: number;
+  readonly mode: PanicMode;
+}
+
+export interface TimeoutSpec {
+  readonly requestHeaderMs: number;
+  readonly clientIdleMs: number;
+  readonly connectMs: number;
+  readonly responseMs: number; // time to first response byte
+  readonly upstreamIdleMs: number; // pooled idle connection lifetime
+}
+
+export interface LimitSpec {
+  readonly headerBytes: number;
+  readonly headerCount: number;
+  readonly uriLength: number;
+  readonly bodyBytes: number; // 0 = unlimited (streamed)
+}
+
+export interface RetrySpec {
+  readonly attempts: number; // extra tries after the first
+  /** Retries allowed as a share of in-flight requests (Envoy's retry budget). */
+  readonly budgetPercent: number;
+  /** Retries always allowed regardless of the budget (so low traffic can retry). */
+  readonly minRetryConcurrency: number;
+}
+
+export interface StaticBackend {
+  readonly host: string;
+  readonly port: number;
+  readonly weight: number;
+}
+
+export interface DnsSrvSpec {
+  readonly domain: string;
+  /** host:port of DNS servers; empty = the system resolvers from /etc/resolv.conf. */
+  readonly servers: readonly ListenAddress[];
+  readonly minTtlMs: number;
+  readonly maxTtlMs: number;
+  readonly timeoutMs: number;
+}
+
+export interface FileRegistrySpec {
+  readonly path: string; // absolute
+}
+
+export interface DiscoverySpec {
+  readonly static: ReadonlyMap<string, readonly StaticBackend[]>;
+  readonly dnsSrv?: DnsSrvSpec;
+  readonly file?: FileRegistrySpec;
+}
+
+/** Per-service upstream behaviour after defaults, cluster and site values are merged. */
+export interface ServiceSpec {
+  readonly name: string;
+  /** Which discovery source provides the backends. */
+  readonly source: 'static' | 'file' | 'dns-srv';
+  readonly balancer: BalancerKind;
+  readonly health: HealthSpec;
+  readonly passive: PassiveHealthSpec;
+  readonly panic: PanicSpec;
+  readonly retries: RetrySpec;
+}
+
+export interface ClusterSpec {
+  readonly name: string;
+  readonly isDefault: boolean;
+  readonly listen: { readonly http?: ListenAddress };
+  readonly logOmit: readonly LogOmit[];
+  /** CIDRs whose Forwarded/X-Forwarded-* headers are trusted and extended. */
+  readonly trustedProxies: readonly string[];
+  readonly timeouts: TimeoutSpec;
+  readonly limits: LimitSpec;
+  readonly pos: SourcePos;
+}
+
+export interface SiteSpec {
+  /** Lower-case host name; a leading '*.' matches one or more labels. */
+  readonly host: string;
+  readonly cluster: string;
+  readonly service: string;
+  readonly owner: string;
+  readonly timeouts: TimeoutSpec; // cluster timeouts with the site's own within bounds
+  readonly pos: SourcePos; // the site key in its file
+}
+
+export interface Snapshot {
+  /** Directory the configuration was read from. */
+  readonly source: string;
+  readonly clusters: ReadonlyMap<string, ClusterSpec>;
+  readonly sites: ReadonlyMap<string, SiteSpec>;
+  readonly services: ReadonlyMap<string, ServiceSpec>;
+  readonly discovery: DiscoverySpec;
+}
+
+/** One configuration error: where it is, what is wrong, how to fix it. */
+export interface ConfigIssue {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+  readonly message: string;
+  readonly fix: string;
+}
