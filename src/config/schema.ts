@@ -1,0 +1,312 @@
+/**
+ * The wire schemas of perimeter.yaml and site files: what may be written,
+ * before defaults are merged. The validator and the JSON Schema (`perimeter
+ * schema`, for editor completion) are both generated from these, so they
+ * cannot drift. Keys are kebab-case as users write them; every object is
+ * strict, so a typo is an error rather than a silently ignored setting.
+ */
+import { z } from 'zod';
+import {
+  describe,
+  durationPattern,
+  parseCidr,
+  parseDuration,
+  parseHostPort,
+  parsePercent,
+  parseSize,
+  parseStatusRanges,
+  percentPattern,
+  sizePattern,
+  statusPattern,
+  type Parsed,
+} from './values.js';
+
+/**
+ * Value formats keyed by schema: when a value has the wrong YAML type (a
+ * duration written as a bare number), the loader asks the format's own
+ * parser for the message, so "5" gets "add a unit, e.g. 5s" and not
+ * "expected string".
+ */
+export const valueFormats = new WeakMap<z.ZodType, (v: unknown) => Parsed<unknown>>();
+
+function formatted<T extends z.ZodType>(base: T, parse: (v: unknown) => Parsed<unknown>, meta: Record<string, unknown>): T {
+  const s = base
+    .superRefine((v, ctx) => {
+      const r = parse(v);
+      if (!r.ok) ctx.addIssue({ code: 'custom', message: r.message, params: { fix: r.fix } });
+    })
+    .meta(meta) as T;
+  valueFormats.set(s, parse);
+  return s;
+}
+
+export const duration = formatted(z.string(), parseDuration, {
+  description: 'A duration: 250ms, 5s, 2m, 1h (a number alone is an error).',
+  pattern: durationPattern,
+});
+// Ranges of the number forms are checked by the parser (one message, not
+// two) and stated in the metadata for the JSON Schema.
+const size = formatted(z.union([z.number(), z.string()]), parseSize, {
+  description: 'A size in bytes: 512, 32k, 1m, 1g (k, m, g are powers of 1024).',
+  pattern: sizePattern,
+  minimum: 0,
+});
+const percent = formatted(z.union([z.number(), z.string()]), parsePercent, {
+  description: 'A percentage: "20%" or a number from 0 to 100.',
+  pattern: percentPattern,
+  minimum: 0,
+  maximum: 100,
+});
+const statusList = formatted(z.union([z.number().int(), z.string()]), parseStatusRanges, {
+  description: 'Healthy HTTP statuses: "200-399", "200,204" or 200.',
+  pattern: statusPattern,
+});
+const listenAddress = formatted(z.string(), (v) => parseHostPort(v, 'listen address', { hostRequired: false, hostRule: 'any', allowZero: true }), {
+  description: 'Where to listen: "host:port", ":port" (every address) or "[::1]:port".',
+});
+const backendAddress = formatted(z.string(), (v) => parseHostPort(v, 'backend address', { hostRequired: true, hostRule: 'any' }), {
+  description: 'A backend: "host:port" (host is an IP address or DNS name; IPv6 in brackets).',
+});
+const dnsServer = formatted(z.string(), (v) => parseHostPort(v, 'DNS server', { hostRequired: true, hostRule: 'ip', defaultPort: 53 }), {
+  description: 'A DNS server: "ip" or "ip:port" (default port 53).',
+});
+const cidr = formatted(z.string(), parseCidr, { description: 'An address range: "10.0.0.0/8", "fd00::/8" or a single address.' });
+
+function checkHealthPath(v: unknown): Parsed<string> {
+  if (typeof v !== 'string') return { ok: false, message: `expected a path like /healthz, got ${describe(v)}`, fix: 'write a path that starts with /, e.g. /healthz' };
+  if (!v.startsWith('/')) return { ok: false, message: `health path '${v}' does not start with '/'`, fix: `write '/${v.replace(/^\/*/, '')}'` };
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  if (/[\s\0-\x1f\x7f]/.test(v)) return { ok: false, message: `health path '${v}' has spaces or control characters`, fix: 'percent-encode them, e.g. %20' };
+  return { ok: true, value: v };
+}
+const healthPath = formatted(z.string(), checkHealthPath, { description: 'The HTTP path health checks request, e.g. /healthz.', pattern: '^/\\S*$' });
+
+function checkName(what: string, example: string): (v: unknown) => Parsed<string> {
+  return (v) => {
+    if (typeof v !== 'string') return { ok: false, message: `expected a ${what} name, got ${describe(v)}`, fix: `write a name such as '${example}'` };
+    if (!/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/i.test(v)) {
+      return { ok: false, message: `'${v}' is not a valid ${what} name`, fix: `use letters, digits, '.', '_' and '-', e.g. '${example}'` };
+    }
+    return { ok: true, value: v };
+  };
+}
+const serviceName = formatted(z.string(), checkName('service', 'web-frontend'), {
+  description: 'The service-discovery name of the backends (a discovery.static entry, a file registry entry or a DNS SRV name).',
+  pattern: '^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$',
+});
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER): z.ZodNumber => z.number().int().min(min).max(max);
+
+export const balancerKinds = ['round-robin', 'least-request', 'latency'] as const;
+export const healthKinds = ['http', 'tcp', 'none'] as const;
+export const panicModes = ['serve-all', 'fail'] as const;
+export const logOmits = ['query', 'cookies', 'authorization'] as const;
+
+const timeouts = z
+  .strictObject({
+    'request-header': duration.optional().describe('Time a client has to send the request headers (slowloris defence).'),
+    'client-idle': duration.optional().describe('How long an idle client keep-alive connection is kept.'),
+    connect: duration.optional().describe('Time to connect to a backend.'),
+    response: duration.optional().describe('Time from sending the request to the first response byte from the backend.'),
+    'upstream-idle': duration.optional().describe('How long an idle pooled backend connection is kept.'),
+  })
+  .describe('Timeouts (durations).');
+
+const limits = z
+  .strictObject({
+    'header-bytes': size.optional().describe('Largest total size of request headers (431 above).'),
+    'header-count': int(1, 10_000).optional().describe('Most request header fields (431 above).'),
+    'uri-length': size.optional().describe('Longest request target (414 above).'),
+    'body-bytes': size.optional().describe('Largest request body (413 above); 0 = unlimited, streamed.'),
+  })
+  .describe('Request limits.');
+
+const health = z
+  .strictObject({
+    type: z.enum(healthKinds).optional().describe('http: request path and check the status; tcp: connect only; none: no active checks.'),
+    path: healthPath.optional(),
+    interval: duration.optional().describe('Time between checks of one backend.'),
+    timeout: duration.optional().describe('Time a check may take; must be less than interval.'),
+    jitter: percent.optional().describe('Random spread added to the interval, as a share of it.'),
+    rise: int(1, 100).optional().describe('Consecutive passes that make an unhealthy backend healthy.'),
+    fall: int(1, 100).optional().describe('Consecutive failures that make a healthy backend unhealthy.'),
+    'expect-status': statusList.optional(),
+    host: z.string().optional().describe('Host header of HTTP checks; empty = the backend address.'),
+  })
+  .describe('Active health checks.');
+
+const passive = z
+  .strictObject({
+    'consecutive-failures': int(0, 1000).optional().describe('Connect errors or 5xx in a row that eject a backend; 0 disables passive ejection.'),
+    'base-ejection': duration.optional().describe('First ejection time; it grows with each ejection.'),
+    'max-ejection': duration.optional().describe('Longest ejection time.'),
+    'max-ejected': percent.optional().describe('Largest share of a pool that may be ejected at once.'),
+  })
+  .describe('Passive health: ejection on real traffic failures.');
+
+const panic = z
+  .strictObject({
+    threshold: percent.optional().describe('Panic when fewer than this share of backends is healthy.'),
+    mode: z.enum(panicModes).optional().describe('serve-all: balance over every backend; fail: answer 503 at once.'),
+  })
+  .describe('What to do when too few backends are healthy.');
+
+const retries = z
+  .strictObject({
+    attempts: int(0, 10).optional().describe('Extra tries after the first (only where a retry is safe).'),
+    budget: percent.optional().describe('Retries allowed as a share of in-flight requests.'),
+    'min-concurrency': int(0, 10_000).optional().describe('Retries always allowed, whatever the budget (so low traffic can retry).'),
+  })
+  .describe('Retries of requests that cannot have reached a backend, or idempotent ones with no response byte yet.');
+
+const balancer = z.enum(balancerKinds).describe('How a backend is chosen: round-robin (weighted), least-request (power of two choices) or latency (expected latency).');
+
+const serviceOverride = z
+  .strictObject({ balancer: balancer.optional(), health: health.optional(), passive: passive.optional(), panic: panic.optional(), retries: retries.optional() })
+  .describe('Platform settings for one service, over the defaults.');
+
+const cluster = z
+  .strictObject({
+    default: z.boolean().optional().describe('The cluster of sites that name none; exactly one cluster is the default (a single cluster is implicitly).'),
+    listen: z.strictObject({ http: listenAddress.optional().describe('Plain HTTP listener.') }).describe("The cluster's listeners."),
+    log: z.strictObject({ omit: z.array(z.enum(logOmits)).optional().describe('Request parts never written to logs.') }).optional(),
+    'trusted-proxies': z.array(cidr).optional().describe('Peers whose Forwarded / X-Forwarded-* headers are kept and extended; all others are replaced.'),
+    timeouts: timeouts.optional(),
+    limits: limits.optional(),
+  })
+  .describe('A tenant cluster: its own listeners, log policy, timeouts and limits.');
+
+const staticBackend = z.union([
+  backendAddress,
+  z.strictObject({ address: backendAddress, weight: int(1, 1000).optional().describe('Relative share of traffic (default 1).') }),
+]);
+
+const dnsSrv = z
+  .strictObject({
+    domain: z.string().min(1).describe('Service s is looked up as _s._tcp.<domain>.'),
+    servers: z.array(dnsServer).optional().describe('DNS servers to ask; empty = the system resolvers.'),
+    'min-ttl': duration.optional().describe('Re-resolve no more often than this, whatever the TTL.'),
+    'max-ttl': duration.optional().describe('Re-resolve at least this often, whatever the TTL.'),
+    timeout: duration.optional().describe('Time one DNS query may take.'),
+  })
+  .describe('Backends from DNS SRV records.');
+
+const discovery = z
+  .strictObject({
+    static: z.record(z.string(), z.array(staticBackend)).optional().describe('Services whose backends are listed here.'),
+    'dns-srv': dnsSrv.optional(),
+    file: z.strictObject({ path: z.string().min(1).describe('Registry file, relative to the configuration directory.') }).optional().describe('Backends from a watched registry file.'),
+  })
+  .describe('Where backends come from: static services first, then the file registry, then DNS SRV.');
+
+const defaults = z
+  .strictObject({
+    balancer: balancer.optional(),
+    health: health.optional(),
+    passive: passive.optional(),
+    panic: panic.optional(),
+    retries: retries.optional(),
+    timeouts: timeouts.optional(),
+    limits: limits.optional(),
+  })
+  .describe('Defaults for every cluster and service unless overridden.');
+
+export const platformSchema = z
+  .strictObject({
+    clusters: z.record(z.string(), cluster).describe('Tenant clusters by name.'),
+    defaults: defaults.optional(),
+    discovery: discovery.optional(),
+    services: z.record(z.string(), serviceOverride).optional().describe('Platform overrides per service name.'),
+  })
+  .describe('perimeter.yaml: owned by the platform team.');
+
+/** The bounds within which a site may choose its own timeouts (milliseconds). */
+export const siteTimeoutBounds = {
+  connect: [100, 10_000],
+  response: [1_000, 300_000],
+  'client-idle': [1_000, 600_000],
+} as const satisfies Record<string, readonly [number, number]>;
+
+export const siteSchema = z
+  .strictObject({
+    service: serviceName,
+    cluster: z.string().optional().describe('Cluster that serves the site; the default cluster when left out.'),
+    owner: z.string().optional().describe('The team that owns the site (free text).'),
+    health: z.strictObject({ path: healthPath.optional() }).optional().describe("The service's health check; only the path is the team's."),
+    timeouts: z
+      .strictObject({
+        connect: duration.optional().describe('Backend connect timeout, 100ms..10s.'),
+        response: duration.optional().describe('Backend response timeout, 1s..300s.'),
+        'client-idle': duration.optional().describe('Client keep-alive idle timeout, 1s..600s.'),
+      })
+      .optional()
+      .describe('Timeouts the team may choose, within bounds.'),
+  })
+  .describe('A site: a host name served by a service.');
+
+export const siteFileSchema = z.record(z.string(), siteSchema).describe('A site file (sites/*.yaml): host name → site; owned by a service team.');
+
+export type PlatformWire = z.infer<typeof platformSchema>;
+export type SiteWire = z.infer<typeof siteSchema>;
+
+/**
+ * Keys a site must not set: security defaults belong to the platform team.
+ * Named explicitly so a site author is told why, not just "unknown key".
+ */
+export const securityKeys: ReadonlySet<string> = new Set([
+  'hsts',
+  'tls',
+  'https',
+  'http-redirect',
+  'redirect-https',
+  'certificate',
+  'certificates',
+  'ciphers',
+  'min-tls-version',
+  'trusted-proxies',
+  'limits',
+  'forwarded',
+  'x-forwarded-for',
+  'log',
+  'logging',
+  'headers',
+  'security-headers',
+  'insecure',
+  'allow-http',
+  'sso',
+  'auth',
+]);
+
+/** Keys a site may not set because the platform sets them per cluster or service. */
+export const platformKeys: ReadonlySet<string> = new Set([
+  'listen',
+  'default',
+  'balancer',
+  'passive',
+  'panic',
+  'retries',
+  'discovery',
+  'backends',
+  'servers',
+  'static',
+]);
+
+function jsonSchemaOf(schema: z.ZodType, title: string): Record<string, unknown> {
+  const out = z.toJSONSchema(schema, { target: 'draft-2020-12' }) as Record<string, unknown>;
+  delete out.$schema;
+  return { title, ...out };
+}
+
+/** JSON Schema of perimeter.yaml ('platform'), of site files ('site'), or both as $defs. */
+export function jsonSchema(which: 'platform' | 'site' | 'all' = 'all'): Record<string, unknown> {
+  const $schema = 'https://json-schema.org/draft/2020-12/schema';
+  if (which === 'platform') return { $schema, ...jsonSchemaOf(platformSchema, 'perimeter.yaml') };
+  if (which === 'site') return { $schema, ...jsonSchemaOf(siteFileSchema, 'perimeter site file') };
+  return {
+    $schema,
+    title: 'perimeter configuration',
+    description: "perimeter.yaml matches $defs/platform; sites/*.yaml match $defs/site. Point your editor's YAML schema setting at the one for each file.",
+    $defs: { platform: jsonSchemaOf(platformSchema, 'perimeter.yaml'), site: jsonSchemaOf(siteFileSchema, 'perimeter site file') },
+    anyOf: [{ $ref: '#/$defs/platform' }, { $ref: '#/$defs/site' }],
+  };
+}

@@ -1,0 +1,263 @@
+/**
+ * The runtime: the one place where a configuration snapshot meets state.
+ *
+ * `apply(snapshot)` builds the new world beside the old one and swaps one
+ * reference per listener. State keyed by identity lives here, outside any
+ * snapshot, and survives the swap: listening sockets (by address), pools
+ * and their backends' health (by service and backend key), upstream
+ * connections (by backend key), retry budgets (by service).
+ */
+import net from 'node:net';
+import type { ClusterSpec, ListenAddress, ServiceSpec, Snapshot } from '../config/types.js';
+import { CidrSet } from '../net/cidr.js';
+import { createBalancer } from '../upstream/balancers.js';
+import { Discovery, type DiscoveryOptions } from '../upstream/discovery/index.js';
+import { Pool } from '../upstream/pool.js';
+import type { Balancer, PoolEvents } from '../upstream/types.js';
+import { handleConnection, RetryBudget, type ListenerRoutes, type ListenerState, type RequestRecord, type SiteRoute } from '../web/proxy.js';
+import { ConnPools } from '../web/upstream-conn.js';
+import type { Logger } from './log.js';
+
+export interface RuntimeOptions {
+  readonly log: Logger;
+  readonly onRecord?: (rec: RequestRecord) => void;
+  readonly discovery?: DiscoveryOptions;
+}
+
+interface ServiceState {
+  spec: ServiceSpec;
+  pool: Pool;
+  balancer: Balancer;
+  budget: RetryBudget;
+  unwatch: () => void;
+}
+
+interface Listener {
+  readonly key: string;
+  readonly server: net.Server;
+  readonly state: ListenerState;
+  cluster: string;
+}
+
+export interface BoundListener {
+  readonly cluster: string;
+  readonly protocol: 'http';
+  readonly address: string;
+  readonly port: number;
+}
+
+function listenerKey(cluster: ClusterSpec, addr: ListenAddress): string {
+  // Port 0 (tests) cannot be matched across reloads by address; key it by cluster.
+  return addr.port === 0 ? `${cluster.name}@${addr.host}:0` : `${addr.host || '*'}:${addr.port}`;
+}
+
+export class Runtime {
+  snapshot: Snapshot | undefined;
+  generation = 0;
+  private readonly log: Logger;
+  private readonly opts: RuntimeOptions;
+  private readonly services = new Map<string, ServiceState>();
+  private readonly listeners = new Map<string, Listener>();
+  readonly connPools = new ConnPools();
+  private discovery: Discovery | undefined;
+  private readonly events: PoolEvents;
+  private closed = false;
+
+  constructor(opts: RuntimeOptions) {
+    this.opts = opts;
+    this.log = opts.log;
+    const log = this.log;
+    this.events = {
+      onHealthChange: (service, b, healthy, reason) =>
+        log.warn({ event: { action: 'backend-health' }, service, backend: b.key, healthy, reason }, `backend ${b.key} of ${service} is now ${healthy ? 'healthy' : 'unhealthy'}: ${reason}`),
+      onEject: (service, b, untilMs, reason) =>
+        log.warn({ event: { action: 'backend-ejected' }, service, backend: b.key, until: new Date(untilMs).toISOString(), reason }, `backend ${b.key} of ${service} ejected: ${reason}`),
+      onPanic: (service, panic, healthy, total) =>
+        (panic ? log.error.bind(log) : log.info.bind(log))(
+          { event: { action: panic ? 'panic-enter' : 'panic-exit' }, service, healthy, total },
+          panic ? `service ${service} entered panic mode: ${healthy}/${total} backends healthy` : `service ${service} left panic mode: ${healthy}/${total} backends healthy`,
+        ),
+      onMembersChange: (service, added, removed) =>
+        log.info({ event: { action: 'members-changed' }, service, added, removed }, `service ${service}: +${added.length} -${removed.length} backends`),
+    };
+  }
+
+  /**
+   * Apply a snapshot. Either all of it takes effect or none: listeners that
+   * cannot bind make apply throw and the running configuration stays.
+   */
+  async apply(snapshot: Snapshot): Promise<void> {
+    if (this.closed) throw new Error('runtime is closed');
+    const generation = this.generation + 1;
+
+    // 1. Bind listeners the new snapshot adds (the only step that can fail).
+    const wanted = new Map<string, ClusterSpec>();
+    for (const c of snapshot.clusters.values()) {
+      if (c.listen.http) wanted.set(listenerKey(c, c.listen.http), c);
+    }
+    const added: Listener[] = [];
+    try {
+      for (const [key, cluster] of wanted) {
+        if (this.listeners.has(key)) continue;
+        added.push(await this.bind(key, cluster, cluster.listen.http!, generation));
+      }
+    } catch (err) {
+      for (const l of added) l.server.close();
+      throw err;
+    }
+
+    // 2. Discovery and pools (keep state by service name).
+    if (!this.discovery) this.discovery = new Discovery(snapshot.discovery, this.log, this.opts.discovery);
+    else this.discovery.update(snapshot.discovery);
+    for (const spec of snapshot.services.values()) {
+      const cur = this.services.get(spec.name);
+      if (!cur) {
+        const balancer = createBalancer(spec.balancer);
+        const pool = new Pool(spec, balancer, this.events);
+        const st: ServiceState = { spec, pool, balancer, budget: new RetryBudget(), unwatch: () => {} };
+        st.unwatch = this.discovery.watch(spec.name, spec.source, (members) => pool.setMembers(members));
+        this.services.set(spec.name, st);
+      } else {
+        if (JSON.stringify(cur.spec) !== JSON.stringify(spec)) {
+          if (cur.spec.balancer !== spec.balancer) cur.balancer = createBalancer(spec.balancer);
+          cur.pool.update(spec, cur.balancer);
+        }
+        if (cur.spec.source !== spec.source) {
+          cur.unwatch();
+          cur.unwatch = this.discovery.watch(spec.name, spec.source, (members) => cur.pool.setMembers(members));
+        }
+        cur.spec = spec;
+      }
+    }
+
+    // 3. Compile routes per listener.
+    const routesByKey = new Map<string, ListenerRoutes>();
+    for (const [key, cluster] of wanted) routesByKey.set(key, this.compileRoutes(snapshot, cluster, generation));
+
+    // 4. Swap.
+    for (const l of added) this.listeners.set(l.key, l);
+    for (const [key, routes] of routesByKey) {
+      const l = this.listeners.get(key)!;
+      l.state.routes = routes;
+      l.cluster = routes.cluster.name;
+    }
+    this.snapshot = snapshot;
+    this.generation = generation;
+
+    // 5. Retire what the new snapshot dropped.
+    for (const [key, l] of this.listeners) {
+      if (!wanted.has(key)) {
+        this.listeners.delete(key);
+        this.closeListener(l, 0);
+      }
+    }
+    for (const [name, st] of this.services) {
+      if (!snapshot.services.has(name)) {
+        st.unwatch();
+        st.pool.close();
+        this.services.delete(name);
+      }
+    }
+    this.log.info(
+      { event: { action: 'config-applied' }, generation, sites: snapshot.sites.size, clusters: snapshot.clusters.size, source: snapshot.source },
+      `configuration generation ${generation} applied: ${snapshot.sites.size} sites in ${snapshot.clusters.size} clusters`,
+    );
+  }
+
+  private compileRoutes(snapshot: Snapshot, cluster: ClusterSpec, generation: number): ListenerRoutes {
+    const exact = new Map<string, SiteRoute>();
+    const wildcard = new Map<string, SiteRoute>();
+    for (const site of snapshot.sites.values()) {
+      if (site.cluster !== cluster.name) continue;
+      const st = this.services.get(site.service);
+      if (!st) throw new Error(`internal: service ${site.service} of site ${site.host} has no pool`);
+      const route: SiteRoute = { site, pool: st.pool, budget: st.budget, retries: st.spec.retries, timeouts: site.timeouts };
+      if (site.host.startsWith('*.')) wildcard.set(site.host.slice(2), route);
+      else exact.set(site.host, route);
+    }
+    return {
+      cluster,
+      exact,
+      wildcard,
+      trusted: new CidrSet(cluster.trustedProxies),
+      limits: cluster.limits,
+      timeouts: cluster.timeouts,
+      generation,
+    };
+  }
+
+  private bind(key: string, cluster: ClusterSpec, addr: ListenAddress, generation: number): Promise<Listener> {
+    const state: ListenerState = {
+      name: `${addr.host || '*'}:${addr.port}`,
+      routes: { cluster, exact: new Map(), wildcard: new Map(), trusted: new CidrSet([]), limits: cluster.limits, timeouts: cluster.timeouts, generation },
+      connPools: this.connPools,
+      hooks: { onRecord: this.opts.onRecord },
+      clients: new Set(),
+      draining: false,
+    };
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => handleConnection(state, socket));
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => {
+        reject(new Error(`cluster '${cluster.name}' cannot listen on ${addr.host || '*'}:${addr.port}: ${err.message}`));
+      };
+      server.once('error', onError);
+      server.listen({ host: addr.host || undefined, port: addr.port }, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.log.error({ err, listener: key }, 'listener error'));
+        const a = server.address() as net.AddressInfo;
+        (state as { name: string }).name = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+        this.log.info({ event: { action: 'listen' }, cluster: cluster.name, address: state.name }, `cluster ${cluster.name} listening on http://${state.name}`);
+        resolve({ key, server, state, cluster: cluster.name });
+      });
+    });
+  }
+
+  private closeListener(l: Listener, graceMs: number): Promise<void> {
+    l.state.draining = true;
+    const closed = new Promise<void>((resolve) => l.server.close(() => resolve()));
+    for (const c of l.state.clients) c.drain();
+    if (graceMs > 0) {
+      setTimeout(() => {
+        for (const c of l.state.clients) c.close();
+      }, graceMs).unref();
+    }
+    return closed;
+  }
+
+  /** Where each cluster listens (resolves port 0). */
+  bound(): BoundListener[] {
+    const out: BoundListener[] = [];
+    for (const l of this.listeners.values()) {
+      const a = l.server.address() as net.AddressInfo | null;
+      if (a) out.push({ cluster: l.cluster, protocol: 'http', address: a.address, port: a.port });
+    }
+    return out;
+  }
+
+  pool(service: string): Pool | undefined {
+    return this.services.get(service)?.pool;
+  }
+
+  /**
+   * Stop accepting, let in-flight exchanges finish within `deadlineMs`,
+   * then cut what remains and release everything.
+   */
+  async close(deadlineMs = 5000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const ls = [...this.listeners.values()];
+    this.listeners.clear();
+    const all = Promise.all(ls.map((l) => this.closeListener(l, deadlineMs)));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, deadlineMs + 100)))]);
+    clearTimeout(timer);
+    for (const l of ls) for (const c of l.state.clients) c.close();
+    for (const st of this.services.values()) {
+      st.unwatch();
+      st.pool.close();
+    }
+    this.services.clear();
+    this.discovery?.close();
+    this.connPools.closeAll();
+  }
+}

@@ -1,0 +1,1061 @@
+/**
+ * The web system's request path: a client connection on a listener, one
+ * exchange per request, forwarded over a pooled upstream connection.
+ *
+ * Hand-written on node:net instead of node:http plus an HTTP client: the
+ * baseline (shared/PERF-BASELINE.md) shows two HTTP stacks per request are
+ * what holds a Node proxy to ~0.3x nginx. Parsing is strict (./http1.ts);
+ * every request that is not unambiguous is answered 400 and the connection
+ * closed before any backend is contacted.
+ *
+ * Per request there is no configuration work: the listener's compiled
+ * routes (a Map lookup by host) give the site, pool and limits.
+ */
+import type net from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { Errors, type ErrorDef } from '../core/errors.js';
+import { coarseNow, sweeper, type Expirable } from '../core/clock.js';
+import type { ClusterSpec, LimitSpec, RetrySpec, SiteSpec, TimeoutSpec } from '../config/types.js';
+import type { Backend } from '../upstream/backend.js';
+import type { Outcome, PickResult } from '../upstream/types.js';
+import { clientAddress, type CidrSet } from '../net/cidr.js';
+import {
+  ChunkedParser,
+  findHeadEnd,
+  isHopByHop,
+  NEED_MORE,
+  ParseError,
+  parseRequestHead,
+  parseResponseHead,
+  type RequestHead,
+  type ResponseHead,
+} from './http1.js';
+import { errorResponse, wantsJson } from './respond.js';
+import type { ConnPools, UpstreamConn, UpstreamOwner } from './upstream-conn.js';
+
+/** What the proxy needs of a service's pool (src/upstream/pool.ts). */
+export interface PoolLike {
+  readonly service: string;
+  acquire(exclude?: ReadonlySet<Backend>): PickResult;
+  release(backend: Backend, outcome: Outcome, latencyMs: number): void;
+}
+
+/** Envoy-style retry budget: retries in flight limited to a share of requests in flight. */
+export class RetryBudget {
+  active = 0;
+  retrying = 0;
+  allow(spec: RetrySpec): boolean {
+    const cap = Math.max(spec.minRetryConcurrency, Math.floor((this.active * spec.budgetPercent) / 100));
+    return this.retrying < cap;
+  }
+}
+
+export interface SiteRoute {
+  readonly site: SiteSpec;
+  readonly pool: PoolLike;
+  readonly budget: RetryBudget;
+  readonly retries: RetrySpec;
+  readonly timeouts: TimeoutSpec;
+}
+
+export interface ListenerRoutes {
+  readonly cluster: ClusterSpec;
+  readonly exact: ReadonlyMap<string, SiteRoute>;
+  /** Key: the suffix after '*.' (e.g. 'example.com' for '*.example.com'). */
+  readonly wildcard: ReadonlyMap<string, SiteRoute>;
+  readonly trusted: CidrSet;
+  readonly limits: LimitSpec;
+  readonly timeouts: TimeoutSpec;
+  readonly generation: number;
+}
+
+/** The decision/audit record of one request (the access log of the next issue writes it). */
+export interface RequestRecord {
+  requestId: string;
+  startMs: number;
+  clientIp: string;
+  clientPort: number;
+  listener: string;
+  cluster: string;
+  host: string;
+  method: string;
+  target: string;
+  site: string;
+  service: string;
+  backend: string;
+  status: number;
+  errorCode: string;
+  /** Why perimeter answered as it did (for errors and notable decisions). */
+  reason: string;
+  attempts: number;
+  retries: number;
+  panic: boolean;
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+  upstreamMs: number;
+}
+
+export interface ProxyHooks {
+  onRecord?(rec: RequestRecord): void;
+}
+
+export interface ListenerState {
+  readonly name: string; // host:port
+  routes: ListenerRoutes;
+  readonly connPools: ConnPools;
+  readonly hooks: ProxyHooks;
+  readonly clients: Set<ClientConn>;
+  draining: boolean;
+}
+
+export function findRoute(routes: ListenerRoutes, host: string): SiteRoute | undefined {
+  const r = routes.exact.get(host);
+  if (r || routes.wildcard.size === 0) return r;
+  let dot = host.indexOf('.');
+  while (dot !== -1) {
+    const w = routes.wildcard.get(host.slice(dot + 1));
+    if (w) return w;
+    dot = host.indexOf('.', dot + 1);
+  }
+  return undefined;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Client-sent values of these are dropped unless the peer is a trusted proxy. */
+const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'x-request-id']);
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Body bytes held per request until an upstream connection proves usable (for retry). */
+const MAX_PRE_CONNECT_BODY = 64 * 1024;
+
+let idPrefix = randomUUID().slice(0, 18);
+let idCounter = 0;
+/** Unique per process and cheap: random prefix, hex counter; re-seeded after 2^32 ids. */
+function nextRequestId(): string {
+  if (++idCounter > 0xffffffff) {
+    idPrefix = randomUUID().slice(0, 18);
+    idCounter = 1;
+  }
+  return idPrefix + idCounter.toString(16).padStart(8, '0');
+}
+
+const enum ClientState {
+  Head, // waiting for (the rest of) a request head
+  Exchange, // a request is being proxied
+  Tunnel, // after a 101 upgrade: bytes flow both ways untouched
+  Closed,
+}
+
+/** One client TCP connection on a web listener. */
+export class ClientConn implements Expirable {
+  readonly socket: net.Socket;
+  readonly listener: ListenerState;
+  readonly ip: string;
+  readonly port: number;
+  state = ClientState.Head;
+  deadline = 0;
+  private deadlineKind: 'idle' | 'header' | 'none' = 'none';
+  /** Bytes received and not yet consumed. */
+  private pending: Buffer | null = null;
+  exchange: Exchange | null = null;
+  requests = 0;
+  /** Set by draining: finish the current exchange, then close. */
+  closeAfterExchange = false;
+
+  constructor(socket: net.Socket, listener: ListenerState) {
+    this.socket = socket;
+    this.listener = listener;
+    this.ip = clientAddress(socket.remoteAddress);
+    this.port = socket.remotePort ?? 0;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.close());
+    socket.on('drain', () => this.exchange?.onClientDrain());
+    listener.clients.add(this);
+    sweeper.add(this);
+    this.setIdle();
+  }
+
+  private setIdle(): void {
+    this.deadlineKind = 'idle';
+    this.deadline = coarseNow() + this.listener.routes.timeouts.clientIdleMs;
+  }
+
+  setDeadline(kind: 'idle' | 'header' | 'none', ms: number): void {
+    this.deadlineKind = kind;
+    this.deadline = kind === 'none' ? 0 : coarseNow() + ms;
+  }
+
+  expire(): void {
+    if (this.state === ClientState.Closed) return;
+    if (this.deadlineKind === 'header') {
+      this.reject(Errors.HEADER_TIMEOUT, 'request head not complete within the header timeout');
+    } else if (this.exchange) {
+      this.exchange.abort('client idle timeout');
+    } else {
+      this.close();
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    switch (this.state) {
+      case ClientState.Head:
+        if (this.pending === null && this.deadlineKind === 'idle') {
+          // First byte of a request: the slowloris clock starts now.
+          this.setDeadline('header', this.listener.routes.timeouts.requestHeaderMs);
+        }
+        this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
+        this.parseNext();
+        return;
+      case ClientState.Exchange: {
+        const ex = this.exchange!;
+        if (!ex.requestBodyDone) {
+          const used = ex.onClientBody(chunk, 0, chunk.length);
+          if (used < chunk.length) this.holdPipelined(chunk.subarray(used));
+        } else {
+          this.holdPipelined(chunk);
+        }
+        return;
+      }
+      case ClientState.Tunnel:
+        this.exchange?.onClientTunnelData(chunk);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Bytes of a following (pipelined) request; processed after the current exchange. */
+  holdPipelined(bytes: Buffer): void {
+    if (this.state === ClientState.Closed || bytes.length === 0) return;
+    this.pending = this.pending === null ? bytes : Buffer.concat([this.pending, bytes]);
+    if (this.pending.length > this.listener.routes.limits.headerBytes) this.socket.pause();
+  }
+
+  private parseNext(): void {
+    const buf = this.pending;
+    if (buf === null) return;
+    const routes = this.listener.routes;
+    let len: number;
+    let head: RequestHead;
+    try {
+      len = findHeadEnd(buf, 0, routes.limits.headerBytes, Errors.HEADERS_TOO_LARGE);
+      if (len === NEED_MORE) return;
+      head = parseRequestHead(buf, 0, len, routes.limits);
+    } catch (e) {
+      if (e instanceof ParseError) this.reject(e.def, e.detail);
+      else this.reject(Errors.INTERNAL, String(e));
+      return;
+    }
+    const rest = len < buf.length ? buf.subarray(len) : null;
+    this.pending = null;
+    this.requests++;
+    this.state = ClientState.Exchange;
+    this.setDeadline('none', 0);
+    const ex = new Exchange(this, head, routes);
+    this.exchange = ex;
+    ex.start(rest);
+  }
+
+  /** Answer an error on our own behalf for an unparseable request and close. */
+  reject(def: ErrorDef, reason: string): void {
+    if (this.state === ClientState.Closed) return;
+    const id = nextRequestId();
+    const rec = emptyRecord(this, id);
+    rec.status = def.status;
+    rec.errorCode = def.code;
+    rec.reason = reason;
+    const out = errorResponse(def, id, false, true);
+    rec.bytesOut = out.length;
+    this.listener.hooks.onRecord?.(rec);
+    this.state = ClientState.Closed;
+    this.pending = null;
+    this.socket.end(out);
+    // Give the answer a moment to flush, then make sure the socket is gone.
+    setTimeout(() => this.close(), 1000).unref();
+  }
+
+  /** The current exchange finished; go on to the next request or close. */
+  exchangeDone(keepAlive: boolean): void {
+    this.exchange = null;
+    if (this.state === ClientState.Closed) return;
+    if (!keepAlive || this.closeAfterExchange || this.listener.draining) {
+      this.state = ClientState.Closed;
+      this.socket.end();
+      setTimeout(() => this.close(), 1000).unref();
+      return;
+    }
+    this.state = ClientState.Head;
+    this.setIdle();
+    if (this.socket.isPaused()) this.socket.resume();
+    if (this.pending !== null) {
+      this.setDeadline('header', this.listener.routes.timeouts.requestHeaderMs);
+      this.parseNext();
+    }
+  }
+
+  /** Switch to a raw tunnel; returns client bytes already received past the upgrade request. */
+  enterTunnel(): Buffer | null {
+    this.state = ClientState.Tunnel;
+    this.setDeadline('none', 0);
+    const p = this.pending;
+    this.pending = null;
+    if (this.socket.isPaused()) this.socket.resume();
+    return p;
+  }
+
+  private onEnd(): void {
+    // Client half-closed. An exchange in progress may still answer (HTTP/1.0
+    // style clients); otherwise we are done.
+    if (this.state === ClientState.Exchange && this.exchange) {
+      this.exchange.onClientEnd();
+      return;
+    }
+    if (this.state === ClientState.Tunnel && this.exchange) {
+      this.exchange.onClientEnd();
+      return;
+    }
+    this.close();
+  }
+
+  close(): void {
+    if (this.state === ClientState.Closed && this.socket.destroyed) return;
+    this.state = ClientState.Closed;
+    this.deadline = 0;
+    sweeper.delete(this);
+    this.listener.clients.delete(this);
+    const ex = this.exchange;
+    this.exchange = null;
+    if (ex) ex.abort('client closed the connection');
+    this.socket.destroy();
+  }
+
+  /** Used by drain: close now if idle, else after the current exchange. */
+  drain(): void {
+    if (this.state === ClientState.Head && this.pending === null) this.close();
+    else this.closeAfterExchange = true;
+  }
+}
+
+function emptyRecord(client: ClientConn, id: string): RequestRecord {
+  return {
+    requestId: id,
+    startMs: Date.now(),
+    clientIp: client.ip,
+    clientPort: client.port,
+    listener: client.listener.name,
+    cluster: client.listener.routes.cluster.name,
+    host: '',
+    method: '',
+    target: '',
+    site: '',
+    service: '',
+    backend: '',
+    status: 0,
+    errorCode: '',
+    reason: '',
+    attempts: 0,
+    retries: 0,
+    panic: false,
+    bytesIn: 0,
+    bytesOut: 0,
+    durationMs: 0,
+    upstreamMs: 0,
+  };
+}
+
+const enum RespState {
+  Head, // waiting for the response head
+  Body,
+  Done,
+}
+
+/** One request: from its parsed head to the last byte of its response. */
+export class Exchange implements UpstreamOwner, Expirable {
+  private readonly client: ClientConn;
+  private readonly head: RequestHead;
+  private readonly routes: ListenerRoutes;
+  private readonly rec: RequestRecord;
+  private readonly t0 = performance.now();
+  private route: SiteRoute | undefined;
+  private requestHead: Buffer | null = null;
+
+  // Request body framing.
+  requestBodyDone: boolean;
+  private bodyRemaining = 0;
+  private chunked: ChunkedParser | null = null;
+  /** Body bytes buffered before an upstream connection is known to work. */
+  private bodyHeld: Buffer[] = [];
+  private bodyHeldBytes = 0;
+  /** Some request body byte was written to a backend: no retry from now on. */
+  private bodySent = false;
+  private bodyBytes = 0;
+
+  // Upstream attempt.
+  private conn: UpstreamConn | null = null;
+  private backend: Backend | null = null;
+  private tried: Set<Backend> | null = null;
+  private attemptStart = 0;
+  private isRetry = false;
+  deadline = 0;
+  private deadlineKind: 'connect' | 'response' = 'connect';
+
+  // Response.
+  private respState = RespState.Head;
+  private respBuf: Buffer | null = null;
+  private resp: ResponseHead | null = null;
+  private respRemaining = 0;
+  private respChunked: ChunkedParser | null = null;
+  private respCloseDelimited = false;
+  private respHeadSent = false;
+  private upstreamBytes = 0;
+  private keepClient = true;
+  private finished = false;
+  private tunnel = false;
+
+  constructor(client: ClientConn, head: RequestHead, routes: ListenerRoutes) {
+    this.client = client;
+    this.head = head;
+    this.routes = routes;
+    const rec = emptyRecord(client, '');
+    rec.host = head.host;
+    rec.method = head.method;
+    rec.target = head.target;
+    this.rec = rec;
+    this.requestBodyDone = head.bodyLength === -1;
+    if (head.bodyLength > 0) this.bodyRemaining = head.bodyLength;
+    else if (head.bodyLength === -2) this.chunked = new ChunkedParser(Errors.BAD_CHUNK);
+    // Keep-alive with the client (RFC 9112 §9.3).
+    const ct = head.connectionTokens;
+    this.keepClient = head.version === 1 ? !ct.includes('close') : ct.includes('keep-alive');
+  }
+
+  start(rest: Buffer | null): void {
+    const head = this.head;
+    const trusted = this.routes.trusted.has(this.client.ip);
+    const fromTrusted = trusted ? head.headers.find((h) => h.name === 'x-request-id') : undefined;
+    const id = fromTrusted && REQUEST_ID.test(fromTrusted.value) ? fromTrusted.value : nextRequestId();
+    this.rec.requestId = id;
+
+    const limits = this.routes.limits;
+    if (limits.bodyBytes > 0 && head.bodyLength > limits.bodyBytes) {
+      this.fail(Errors.BODY_TOO_LARGE, `Content-Length ${head.bodyLength} exceeds ${limits.bodyBytes}`, true);
+      return;
+    }
+    const route = findRoute(this.routes, head.host);
+    if (!route) {
+      this.fail(Errors.UNKNOWN_SITE, `no site for host '${head.host}' on listener ${this.client.listener.name}`, !this.requestBodyDone);
+      return;
+    }
+    this.route = route;
+    this.rec.site = route.site.host;
+    this.rec.service = route.site.service;
+    route.budget.active++;
+
+    // Body bytes that came with the head: validate them before any backend
+    // is contacted, so a malformed chunk never reaches one.
+    if (rest !== null) {
+      let used: number;
+      try {
+        used = this.consumeBody(rest, 0, rest.length, false);
+      } catch (e) {
+        if (e instanceof ParseError) this.fail(e.def, e.detail, true);
+        else this.fail(Errors.INTERNAL, String(e), true);
+        return;
+      }
+      if (used < rest.length) this.client.holdPipelined(rest.subarray(used));
+    }
+    if (this.finished) return;
+    this.requestHead = this.buildRequestHead(id, trusted);
+    if (!this.requestBodyDone) this.client.setDeadline('idle', route.timeouts.clientIdleMs);
+    this.attempt();
+  }
+
+  private buildRequestHead(id: string, trusted: boolean): Buffer {
+    const h = this.head;
+    const ct = h.connectionTokens;
+    let s = `${h.method} ${h.target} HTTP/1.1\r\n`;
+    let xff = '';
+    let fwd = '';
+    let proto = '';
+    let fhost = '';
+    for (const f of h.headers) {
+      const n = f.name;
+      if (isHopByHop(n, ct)) continue;
+      if (FORWARDING.has(n)) {
+        if (!trusted) continue;
+        if (n === 'x-forwarded-for') xff = xff ? `${xff}, ${f.value}` : f.value;
+        else if (n === 'forwarded') fwd = fwd ? `${fwd}, ${f.value}` : f.value;
+        else if (n === 'x-forwarded-proto') proto = f.value;
+        else if (n === 'x-forwarded-host') fhost = f.value;
+        else if (n === 'x-forwarded-port' || n === 'x-real-ip') s += `${f.rawName}: ${f.value}\r\n`;
+        continue;
+      }
+      s += `${f.rawName}: ${f.value}\r\n`;
+    }
+    const ip = this.client.ip;
+    const forNode = ip.includes(':') ? `"[${ip}]"` : ip;
+    const hostQ = /^[A-Za-z0-9.:[\]-]*$/.test(h.hostHeader) ? h.hostHeader : JSON.stringify(h.hostHeader);
+    const ours = `for=${forNode};host=${hostQ};proto=http`;
+    s += `Forwarded: ${fwd ? `${fwd}, ${ours}` : ours}\r\n`;
+    s += `X-Forwarded-For: ${xff ? `${xff}, ${ip}` : ip}\r\n`;
+    s += `X-Forwarded-Proto: ${proto || 'http'}\r\n`;
+    s += `X-Forwarded-Host: ${fhost || h.hostHeader}\r\n`;
+    s += `X-Request-Id: ${id}\r\n`;
+    if (h.bodyLength === -2) s += 'Transfer-Encoding: chunked\r\n';
+    if (h.upgrade) s += `Connection: upgrade\r\nUpgrade: ${h.upgrade}\r\n`;
+    s += '\r\n';
+    return Buffer.from(s, 'latin1');
+  }
+
+  /**
+   * Frame request body bytes; returns how many belong to this request.
+   * Forwards them (or holds them before the upstream connection is up).
+   */
+  private consumeBody(buf: Buffer, start: number, end: number, forward: boolean): number {
+    if (this.requestBodyDone) return 0;
+    let used: number;
+    if (this.chunked) {
+      used = this.chunked.feed(buf, start, end);
+      if (this.chunked.done) this.requestBodyDone = true;
+    } else {
+      used = Math.min(this.bodyRemaining, end - start);
+      this.bodyRemaining -= used;
+      if (this.bodyRemaining === 0) this.requestBodyDone = true;
+    }
+    this.bodyBytes += used;
+    const limit = this.routes.limits.bodyBytes;
+    if (limit > 0 && this.bodyBytes > limit) throw new ParseError(Errors.BODY_TOO_LARGE, `body exceeds ${limit} bytes`);
+    if (used > 0) {
+      const slice = start === 0 && used === buf.length ? buf : buf.subarray(start, start + used);
+      if (forward && this.conn && this.conn.connected && this.bodyHeld.length === 0) {
+        this.bodySent = true;
+        if (!this.conn.socket.write(slice)) this.client.socket.pause();
+      } else {
+        this.bodyHeld.push(slice);
+        this.bodyHeldBytes += used;
+        if (this.bodyHeldBytes > MAX_PRE_CONNECT_BODY) this.client.socket.pause();
+      }
+    }
+    return used;
+  }
+
+  /** More request body from the client. Returns bytes consumed. */
+  onClientBody(buf: Buffer, start: number, end: number): number {
+    if (this.finished) return 0;
+    try {
+      const used = this.consumeBody(buf, start, end, true);
+      if (this.requestBodyDone) this.onRequestBodyDone();
+      else if (this.route) this.client.setDeadline('idle', this.route.timeouts.clientIdleMs);
+      return used;
+    } catch (e) {
+      const def = e instanceof ParseError ? e.def : Errors.INTERNAL;
+      // The backend may have part of this body: drop that connection so it
+      // sees an incomplete request, never one we would frame differently.
+      this.dropUpstream('cancelled');
+      this.fail(def, e instanceof ParseError ? e.detail : String(e), true);
+      return end - start;
+    }
+  }
+
+  private onRequestBodyDone(): void {
+    this.client.setDeadline('none', 0);
+    if (this.respState === RespState.Done) this.complete();
+  }
+
+  onClientEnd(): void {
+    if (this.tunnel) {
+      this.conn?.socket.end();
+      return;
+    }
+    if (!this.requestBodyDone) {
+      this.abort('client closed before sending the whole body');
+      return;
+    }
+    // Half-close after a complete request: answer, then close.
+    this.keepClient = false;
+  }
+
+  onClientDrain(): void {
+    if (this.conn && this.conn.socket.isPaused()) this.conn.socket.resume();
+    if (this.route && this.respState === RespState.Body && !this.tunnel) {
+      this.client.setDeadline('none', 0);
+      if (this.conn) this.deadline = coarseNow() + this.route.timeouts.responseMs;
+    }
+  }
+
+  // ---- upstream attempts ----
+
+  private attempt(): void {
+    const route = this.route!;
+    const pick = route.pool.acquire(this.tried ?? undefined);
+    if (!pick.ok) {
+      const def = pick.error === 'PANIC_FAIL_FAST' ? Errors.PANIC_FAIL_FAST : Errors.NO_BACKEND;
+      this.fail(def, pick.error === 'PANIC_FAIL_FAST' ? 'pool in panic, mode fail' : 'no backend available', !this.requestBodyDone);
+      return;
+    }
+    const backend = pick.backend;
+    this.backend = backend;
+    if (pick.panic) this.rec.panic = true;
+    this.rec.attempts++;
+    this.rec.backend = backend.key;
+    const cp = this.client.listener.connPools.get(backend.key, backend.host, backend.port, route.timeouts.upstreamIdleMs);
+    const conn = cp.take(this);
+    this.conn = conn;
+    this.attemptStart = performance.now();
+    this.respState = RespState.Head;
+    this.respBuf = null;
+    this.upstreamBytes = 0;
+    sweeper.add(this);
+    if (conn.connected) {
+      this.deadlineKind = 'response';
+      this.deadline = coarseNow() + route.timeouts.responseMs;
+      this.sendHead();
+    } else {
+      this.deadlineKind = 'connect';
+      this.deadline = coarseNow() + route.timeouts.connectMs;
+    }
+  }
+
+  private sendHead(): void {
+    const conn = this.conn!;
+    const sock = conn.socket;
+    if (this.bodyHeld.length === 0) {
+      sock.write(this.requestHead!);
+    } else {
+      sock.cork();
+      sock.write(this.requestHead!);
+      for (const b of this.bodyHeld) sock.write(b);
+      sock.uncork();
+      this.bodySent = true;
+      this.bodyHeld = [];
+      this.bodyHeldBytes = 0;
+      if (this.client.socket.isPaused() && this.client.exchange === this) this.client.socket.resume();
+    }
+  }
+
+  onUpstreamConnect(conn: UpstreamConn): void {
+    if (conn !== this.conn) return;
+    this.deadlineKind = 'response';
+    this.deadline = coarseNow() + this.route!.timeouts.responseMs;
+    this.sendHead();
+  }
+
+  onUpstreamDrain(conn: UpstreamConn): void {
+    if (conn !== this.conn) return;
+    const cs = this.client.socket;
+    if (cs.isPaused() && !this.requestBodyDone) cs.resume();
+    if (this.tunnel && cs.isPaused()) cs.resume();
+  }
+
+  expire(): void {
+    if (this.finished || !this.conn) return;
+    if (this.deadlineKind === 'connect') {
+      this.upstreamFailed('connect-error', Errors.UPSTREAM_CONNECT_TIMEOUT, 'connect timeout');
+    } else if (this.respState === RespState.Head) {
+      this.upstreamFailed('timeout', Errors.UPSTREAM_TIMEOUT, 'no response within the response timeout');
+    } else {
+      // Stalled mid-body: nothing to answer any more; cut both sides.
+      this.releaseBackend('timeout');
+      this.rec.reason = 'backend stalled mid-response';
+      this.dropUpstream(null);
+      this.finish(false);
+    }
+  }
+
+  onUpstreamError(conn: UpstreamConn, err: Error & { code?: string }): void {
+    if (conn !== this.conn || this.finished) return;
+    if (!conn.connected) {
+      this.upstreamFailed('connect-error', Errors.UPSTREAM_CONNECT, `connect ${err.code ?? err.message}`);
+    } else {
+      this.onUpstreamLost(`upstream ${err.code ?? err.message}`);
+    }
+  }
+
+  onUpstreamEnd(conn: UpstreamConn): void {
+    if (conn !== this.conn || this.finished) return;
+    if (!conn.connected) {
+      this.upstreamFailed('connect-error', Errors.UPSTREAM_CONNECT, 'connection closed while connecting');
+      return;
+    }
+    if (this.tunnel) {
+      this.client.socket.end();
+      this.releaseBackend('success');
+      this.conn = null;
+      this.finish(false);
+      return;
+    }
+    if (this.respState === RespState.Body && this.respCloseDelimited) {
+      this.conn = null;
+      this.respState = RespState.Done;
+      this.releaseBackend('success');
+      this.keepClient = false;
+      this.complete();
+      return;
+    }
+    this.onUpstreamLost('backend closed the connection');
+  }
+
+  /** The upstream connection died after it was established. */
+  private onUpstreamLost(reason: string): void {
+    if (this.respState === RespState.Head && this.upstreamBytes === 0) {
+      this.upstreamFailed('reset', Errors.UPSTREAM_RESET, reason);
+    } else if (this.respState === RespState.Head) {
+      this.upstreamFailed('reset', Errors.UPSTREAM_PROTOCOL, `${reason} mid-head`);
+    } else {
+      // Mid-body: the client already has a head; it must see a cut connection.
+      this.rec.reason = `${reason} mid-response`;
+      this.releaseBackend('reset');
+      this.dropUpstream(null);
+      this.finish(false);
+    }
+  }
+
+  /**
+   * An attempt failed before a response head reached the client. Retry if
+   * it is safe: the request cannot have reached the backend (connect
+   * failure), or it is idempotent, no body byte was sent and no response
+   * byte arrived; and the retry budget allows it.
+   */
+  private upstreamFailed(outcome: Outcome, def: ErrorDef, reason: string): void {
+    const route = this.route!;
+    const neverReached = outcome === 'connect-error';
+    const reusedConn = this.conn !== null && this.conn.reuses > 0;
+    this.releaseBackend(outcome);
+    this.dropUpstream(null);
+    const safe =
+      neverReached ||
+      (outcome === 'reset' && this.upstreamBytes === 0 && !this.bodySent && IDEMPOTENT.has(this.head.method));
+    const tries = this.rec.attempts;
+    if (safe && tries <= route.retries.attempts && !this.respHeadSent && (this.isRetry || route.budget.allow(route.retries))) {
+      if (!this.isRetry) {
+        this.isRetry = true;
+        route.budget.retrying++;
+      }
+      this.rec.retries++;
+      (this.tried ??= new Set()).add(this.backend!);
+      this.backend = null;
+      this.attempt();
+      return;
+    }
+    const why = safe ? (tries > route.retries.attempts ? 'retries exhausted' : 'retry budget exhausted') : 'not safe to retry';
+    this.fail(def, `${reason}${reusedConn ? ' (reused connection)' : ''}; ${why}`, !this.requestBodyDone);
+  }
+
+  private releaseBackend(outcome: Outcome): void {
+    const b = this.backend;
+    if (!b) return;
+    this.backend = null;
+    const ms = performance.now() - this.attemptStart;
+    this.rec.upstreamMs += ms;
+    this.route!.pool.release(b, outcome, ms);
+  }
+
+  /** Close the current upstream connection (it cannot be reused). */
+  private dropUpstream(outcome: Outcome | null): void {
+    if (outcome) this.releaseBackend(outcome);
+    const c = this.conn;
+    this.conn = null;
+    this.deadline = 0;
+    sweeper.delete(this);
+    if (c) c.destroy();
+  }
+
+  // ---- response ----
+
+  onUpstreamData(conn: UpstreamConn, chunk: Buffer): void {
+    if (conn !== this.conn || this.finished) {
+      conn.destroy();
+      return;
+    }
+    this.upstreamBytes += chunk.length;
+    if (this.tunnel) {
+      this.rec.bytesOut += chunk.length;
+      if (!this.client.socket.write(chunk)) conn.socket.pause();
+      return;
+    }
+    if (this.respState === RespState.Head) {
+      this.deadline = coarseNow() + this.route!.timeouts.responseMs;
+      const buf = this.respBuf === null ? chunk : Buffer.concat([this.respBuf, chunk]);
+      this.respBuf = buf;
+      this.readResponseHeads(buf);
+    } else if (this.respState === RespState.Body) {
+      this.deadline = coarseNow() + this.route!.timeouts.responseMs;
+      this.forwardResponseBody(chunk, 0);
+    } else {
+      // Bytes after a complete response: the backend is out of sync.
+      conn.destroy();
+    }
+  }
+
+  private readResponseHeads(buf: Buffer): void {
+    let off = 0;
+    for (;;) {
+      let len: number;
+      let resp: ResponseHead;
+      try {
+        len = findHeadEnd(buf, off, this.routes.limits.headerBytes * 2, Errors.UPSTREAM_PROTOCOL);
+        if (len === NEED_MORE) {
+          this.respBuf = off === 0 ? buf : buf.subarray(off);
+          return;
+        }
+        resp = parseResponseHead(buf, off, len, this.routes.limits.headerCount * 2);
+      } catch (e) {
+        const reason = e instanceof ParseError ? e.detail : String(e);
+        this.releaseBackend('http-5xx');
+        this.dropUpstream(null);
+        this.fail(Errors.UPSTREAM_PROTOCOL, reason, !this.requestBodyDone);
+        return;
+      }
+      off += len;
+      if (resp.status >= 100 && resp.status < 200 && resp.status !== 101) {
+        // Interim response: pass 100 on only to a client that asked, others
+        // (103 Early Hints...) only to HTTP/1.1 clients.
+        if ((resp.status !== 100 || this.head.expectContinue) && this.head.version === 1) {
+          this.client.socket.write(this.responseHead(resp, false));
+        }
+        continue;
+      }
+      this.respBuf = null;
+      this.onResponseHead(resp, buf, off);
+      return;
+    }
+  }
+
+  private onResponseHead(resp: ResponseHead, buf: Buffer, off: number): void {
+    this.resp = resp;
+    this.rec.status = resp.status;
+    const head = this.head;
+    this.releaseBackend(resp.status >= 500 ? 'http-5xx' : 'success');
+    if (resp.status === 101) {
+      if (!head.upgrade) {
+        this.dropUpstream(null);
+        this.fail(Errors.UPSTREAM_PROTOCOL, '101 without an upgrade request', true);
+        return;
+      }
+      this.tunnel = true;
+      this.deadline = 0;
+      sweeper.delete(this);
+      const early = this.client.enterTunnel();
+      this.respState = RespState.Body;
+      this.sendResponseHead(resp, false);
+      if (off < buf.length) this.client.socket.write(buf.subarray(off));
+      // Client bytes that arrived after the upgrade request belong to the tunnel.
+      if (early) this.onClientTunnelData(early);
+      return;
+    }
+    const noBody = head.method === 'HEAD' || resp.status === 204 || resp.status === 304;
+    let upstreamKeep = resp.version === 1 ? !resp.connectionTokens.includes('close') : resp.connectionTokens.includes('keep-alive');
+    let dechunk = false;
+    if (noBody) {
+      this.respState = RespState.Done;
+    } else if (resp.bodyLength === -2) {
+      this.respChunked = new ChunkedParser(Errors.UPSTREAM_PROTOCOL);
+      if (head.version === 0) {
+        // An HTTP/1.0 client cannot read chunked: decode and close after.
+        dechunk = true;
+        this.keepClient = false;
+        this.respChunked.onData = (b, s, e) => {
+          this.rec.bytesOut += e - s;
+          if (!this.client.socket.write(b.subarray(s, e))) this.conn?.socket.pause();
+        };
+      }
+      this.respState = RespState.Body;
+    } else if (resp.bodyLength >= 0) {
+      this.respRemaining = resp.bodyLength;
+      this.respState = resp.bodyLength === 0 ? RespState.Done : RespState.Body;
+    } else {
+      this.respCloseDelimited = true;
+      this.keepClient = false;
+      upstreamKeep = false;
+      this.respState = RespState.Body;
+    }
+    if (!upstreamKeep) this.upstreamReusable = false;
+    if (!this.requestBodyDone) this.keepClient = false; // answered before the body ended
+    this.sendResponseHead(resp, dechunk);
+    if (this.respState === RespState.Done) {
+      if (off < buf.length) this.upstreamReusable = false;
+      this.complete();
+    } else if (off < buf.length) {
+      this.forwardResponseBody(buf, off);
+    }
+  }
+
+  private upstreamReusable = true;
+
+  private responseHead(resp: ResponseHead, dechunk: boolean): Buffer {
+    const ct = resp.connectionTokens;
+    let s = `HTTP/1.1 ${resp.status} ${resp.reason}\r\n`;
+    for (const f of resp.headers) {
+      const n = f.name;
+      if (n === 'transfer-encoding') {
+        if (!dechunk && resp.bodyLength === -2) s += 'Transfer-Encoding: chunked\r\n';
+        continue;
+      }
+      if (n === 'content-length' && resp.bodyLength === -2) continue;
+      if (isHopByHop(n, ct)) continue;
+      s += `${f.rawName}: ${f.value}\r\n`;
+    }
+    if (resp.status === 101) {
+      s += `Connection: upgrade\r\nUpgrade: ${resp.headers.find((h) => h.name === 'upgrade')?.value ?? this.head.upgrade}\r\n`;
+    } else if (resp.status >= 200) {
+      if (!this.keepClient || this.client.closeAfterExchange || this.client.listener.draining) s += 'Connection: close\r\n';
+      else if (this.head.version === 0) s += 'Connection: keep-alive\r\n';
+    }
+    s += '\r\n';
+    return Buffer.from(s, 'latin1');
+  }
+
+  private sendResponseHead(resp: ResponseHead, dechunk: boolean): void {
+    const b = this.responseHead(resp, dechunk);
+    this.respHeadSent = true;
+    this.rec.bytesOut += b.length;
+    this.client.socket.write(b);
+  }
+
+  private forwardResponseBody(buf: Buffer, off: number): void {
+    const cs = this.client.socket;
+    let end = buf.length;
+    let done = false;
+    if (this.respChunked) {
+      let used: number;
+      try {
+        used = this.respChunked.feed(buf, off, end);
+      } catch (e) {
+        this.rec.reason = `invalid chunked response: ${e instanceof ParseError ? e.detail : String(e)}`;
+        this.dropUpstream(null);
+        this.finish(false);
+        return;
+      }
+      end = off + used;
+      done = this.respChunked.done;
+      if (this.respChunked.onData) {
+        if (done) this.finishResponse(end < buf.length);
+        return;
+      }
+    } else if (!this.respCloseDelimited) {
+      const take = Math.min(this.respRemaining, end - off);
+      this.respRemaining -= take;
+      end = off + take;
+      done = this.respRemaining === 0;
+    }
+    if (end > off) {
+      this.rec.bytesOut += end - off;
+      const ok = cs.write(off === 0 && end === buf.length ? buf : buf.subarray(off, end));
+      if (!ok) {
+        // Waiting on the client now, not the backend: the client idle
+        // timeout applies until it drains.
+        this.conn?.socket.pause();
+        this.deadline = 0;
+        this.client.setDeadline('idle', this.route!.timeouts.clientIdleMs);
+      }
+    }
+    if (done) this.finishResponse(end < buf.length);
+  }
+
+  private finishResponse(extraBytes: boolean): void {
+    if (extraBytes) this.upstreamReusable = false;
+    this.respState = RespState.Done;
+    this.complete();
+  }
+
+  /** Response fully sent; if the request body is also done, wrap up. */
+  private complete(): void {
+    if (this.finished) return;
+    if (!this.requestBodyDone) {
+      // The backend answered before the body ended (e.g. 413): the upstream
+      // connection has unread body in flight and the client will not get a
+      // clean next request boundary. Close both after this response.
+      this.upstreamReusable = false;
+      this.keepClient = false;
+      this.requestBodyDone = true;
+    }
+    const conn = this.conn;
+    this.conn = null;
+    this.deadline = 0;
+    sweeper.delete(this);
+    if (conn) {
+      if (this.upstreamReusable && !conn.closed) conn.pool.release(conn);
+      else conn.destroy();
+    }
+    this.finish(this.keepClient);
+  }
+
+  /** Answer with our own error (if nothing was sent yet) and end the exchange. */
+  private fail(def: ErrorDef, reason: string, closeClient: boolean): void {
+    if (this.finished) return;
+    this.rec.status = def.status;
+    this.rec.errorCode = def.code;
+    this.rec.reason = reason;
+    if (this.respHeadSent) {
+      this.dropUpstream(null);
+      this.finish(false);
+      return;
+    }
+    const close = closeClient || !this.keepClient || def.source === 'downstream';
+    const accept = this.head.headers.find((h) => h.name === 'accept')?.value;
+    const out = errorResponse(def, this.rec.requestId || nextRequestId(), wantsJson(accept), close);
+    this.rec.bytesOut += out.length;
+    this.respHeadSent = true;
+    this.client.socket.write(out);
+    if (!close && !this.requestBodyDone) this.requestBodyDone = true;
+    this.dropUpstream(null);
+    this.finish(!close);
+  }
+
+  /** The client went away or timed out: stop everything. */
+  abort(reason: string): void {
+    if (this.finished) return;
+    if (!this.rec.reason) this.rec.reason = reason;
+    if (!this.rec.status) this.rec.status = 499; // nginx's "client closed request"
+    if (this.backend) this.releaseBackend('cancelled');
+    this.dropUpstream(null);
+    this.finish(false);
+  }
+
+  onClientTunnelData(chunk: Buffer): void {
+    const c = this.conn;
+    if (!c) return;
+    this.rec.bytesIn += chunk.length;
+    if (!c.socket.write(chunk)) this.client.socket.pause();
+  }
+
+  private finish(keepAlive: boolean): void {
+    if (this.finished) return;
+    this.finished = true;
+    const route = this.route;
+    if (route) {
+      route.budget.active--;
+      if (this.isRetry) route.budget.retrying--;
+    }
+    if (this.backend) this.releaseBackend('cancelled');
+    if (this.conn) {
+      this.conn.destroy();
+      this.conn = null;
+    }
+    this.deadline = 0;
+    sweeper.delete(this);
+    const rec = this.rec;
+    rec.durationMs = performance.now() - this.t0;
+    rec.bytesIn += this.head.headLength + this.bodyBytes;
+    this.client.listener.hooks.onRecord?.(rec);
+    if (!keepAlive) {
+      this.client.exchangeDone(false);
+      // A tunnel or cut response: make sure the client sees the end.
+      if (!this.client.socket.destroyed) this.client.socket.end();
+      return;
+    }
+    this.client.exchangeDone(true);
+  }
+}
+
+/** Attach the proxy to a listening server. */
+export function handleConnection(listener: ListenerState, socket: net.Socket): void {
+  if (listener.draining) {
+    socket.destroy();
+    return;
+  }
+  new ClientConn(socket, listener);
+}
