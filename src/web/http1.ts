@@ -211,6 +211,7 @@ export function parseRequestHead(buf: Buffer, start: number, len: number, limits
   if (sawTE && contentLength !== -1) throw new ParseError(Errors.SMUGGLING, 'both Content-Length and Transfer-Encoding');
   if (sawTE && version === 0) throw new ParseError(Errors.SMUGGLING, 'Transfer-Encoding in an HTTP/1.0 request');
 
+  if (method === 'CONNECT') throw new ParseError(Errors.METHOD_NOT_ALLOWED, 'CONNECT is not served by a web listener');
   // Absolute-form target: its authority must agree with Host (RFC 9112 §3.2.2).
   if (target.charCodeAt(0) !== 0x2f /* / */) {
     if (target === '*') {
@@ -233,7 +234,6 @@ export function parseRequestHead(buf: Buffer, start: number, len: number, limits
     hostHeader = '';
   }
   if (!HOST_CHARS.test(hostHeader)) throw new ParseError(Errors.BAD_REQUEST, 'invalid Host header');
-  if (method === 'CONNECT') throw new ParseError(Errors.METHOD_NOT_ALLOWED, 'CONNECT is not served by a web listener');
 
   let upgradeToken = '';
   if (upgrade && connectionTokens.includes('upgrade')) upgradeToken = upgrade;
