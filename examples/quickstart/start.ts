@@ -49,6 +49,8 @@ process.stdout.write(
     '  curl http://localhost:8080/',
     '  curl -H "Host: www.example.com" http://127.0.0.1:8080/hello',
     '  curl -H "Host: nobody.example" http://127.0.0.1:8080/     (421: no such site)',
+    '  curl http://127.0.0.1:9901/api/pools                      (backends: health, score and why)',
+    '  curl http://127.0.0.1:9901/metrics',
     'Ctrl-C stops it.',
     '',
     '',

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import type {
+  AdminSpec,
   BalancerKind,
   ClusterSpec,
   ConfigIssue,
@@ -405,6 +406,14 @@ function reportZodIssue(iss: z.core.$ZodIssue, w: Where, out: Issues, prefix: Pa
 async function readSource(dir: string, rel: string, out: Issues): Promise<SourceFile | undefined> {
   const text = await readFile(path.join(dir, rel), 'utf8');
   const file = new SourceFile(rel, text);
+  // An unquoted "*.example.com:" is an alias to YAML, and the parser's own
+  // errors about it are cascades; name the actual mistake instead.
+  const wildcards = file.doc.errors.length > 0 ? [...text.matchAll(/^([ \t]*)(\*\.[^\s:'"]*)[ \t]*:/gm)] : [];
+  for (const m of wildcards) {
+    const offset = (m.index ?? 0) + (m[1]?.length ?? 0);
+    out.error(rel, file.at(offset), `'${m[2]}' must be quoted: YAML reads a leading '*' as an alias`, `write "${m[2]}": with the quotes`);
+  }
+  if (wildcards.length > 0) return undefined;
   for (const e of file.doc.errors) {
     const message = e.code === 'MULTIPLE_DOCS' ? "a second YAML document starts here ('---'); a file holds one" : e.message;
     out.error(rel, file.at(e.pos[0]), `YAML syntax error: ${message}`, yamlFix(e.code));
@@ -646,6 +655,7 @@ interface CompiledPlatform {
   serviceBase: ServiceBase;
   serviceOverrides: Map<string, ServiceWire>;
   discovery: DiscoverySpec;
+  admin?: AdminSpec;
 }
 
 function listenText(a: ListenAddress): string {
@@ -737,7 +747,24 @@ function compilePlatform(dir: string, f: SourceFile, p: PlatformWire, out: Issue
     checkServiceLayer(f, ['services', name], mergeService(serviceBase, w), w, out);
   }
 
-  return { clusters, serviceBase, serviceOverrides, discovery: compileDiscovery(dir, f, p, out) };
+  // Admin listener: loopback only (it has no authentication yet).
+  let admin: AdminSpec | undefined;
+  if (p.admin !== undefined) {
+    const r = parseHostPort(p.admin.listen, 'admin listen address', { hostRequired: true, hostRule: 'ip', allowZero: true });
+    const pos = f.valuePos(['admin', 'listen']);
+    if (r.ok) {
+      const h = r.value.host;
+      if (!(h === '::1' || /^127\./.test(h))) {
+        out.error(f.rel, pos, `admin listen address '${p.admin.listen}' is not a loopback address; the admin listener has no authentication`, "use 127.0.0.1:PORT (or [::1]:PORT) and reach it through SSH or a local agent");
+      } else {
+        const clash = listeners.find((l) => r.value.port !== 0 && l.addr.port === r.value.port && (l.addr.host === h || isWildcard(l.addr.host)));
+        if (clash) out.error(f.rel, pos, `admin listen address '${p.admin.listen}' overlaps the listener of cluster '${clash.cluster}'`, 'give the admin listener its own port');
+        else admin = { listen: r.value };
+      }
+    }
+  }
+
+  return { clusters, serviceBase, serviceOverrides, discovery: compileDiscovery(dir, f, p, out), admin };
 }
 
 function compileDiscovery(dir: string, f: SourceFile, p: PlatformWire, out: Issues): DiscoverySpec {
@@ -1035,6 +1062,7 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     sites,
     services,
     discovery: compiled.discovery,
+    ...(compiled.admin ? { admin: compiled.admin } : {}),
   });
   return { ok: true, snapshot, warnings: sortIssues(out.warnings) };
 }

@@ -211,9 +211,16 @@ const defaults = z
   })
   .describe('Defaults for every cluster and service unless overridden.');
 
+const admin = z
+  .strictObject({
+    listen: listenAddress.describe('Where the admin listener serves /metrics and /api/pools; loopback addresses only.'),
+  })
+  .describe('The admin listener: Prometheus metrics and backend state (scores, health, panic).');
+
 export const platformSchema = z
   .strictObject({
     clusters: z.record(z.string(), cluster).describe('Tenant clusters by name.'),
+    admin: admin.optional(),
     defaults: defaults.optional(),
     discovery: discovery.optional(),
     services: z.record(z.string(), serviceOverride).optional().describe('Platform overrides per service name.'),

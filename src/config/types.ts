@@ -132,9 +132,15 @@ export interface SiteSpec {
   readonly pos: SourcePos; // the site key in its file
 }
 
+/** The admin listener (metrics, pool state). Loopback only until token auth lands. */
+export interface AdminSpec {
+  readonly listen: ListenAddress;
+}
+
 export interface Snapshot {
   /** Directory the configuration was read from. */
   readonly source: string;
+  readonly admin?: AdminSpec;
   readonly clusters: ReadonlyMap<string, ClusterSpec>;
   readonly sites: ReadonlyMap<string, SiteSpec>;
   readonly services: ReadonlyMap<string, ServiceSpec>;

@@ -13,7 +13,8 @@ export function createLogger(opts: { level?: string; destination?: number | stri
   return pino(
     {
       level,
-      base: { service: { name: 'perimeter' } },
+      // No base fields: 'service' in our records is the upstream service name.
+      base: undefined,
       messageKey: 'message',
       timestamp: stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ log: { level: label } }) },

@@ -17,6 +17,9 @@ import type { Balancer, PoolEvents } from '../upstream/types.js';
 import { handleConnection, RetryBudget, type ListenerRoutes, type ListenerState, type RequestRecord, type SiteRoute } from '../web/proxy.js';
 import { ConnPools } from '../web/upstream-conn.js';
 import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { AdminServer } from '../admin/server.js';
+import type { PoolDescription } from '../upstream/pool.js';
 
 export interface RuntimeOptions {
   readonly log: Logger;
@@ -51,6 +54,11 @@ function listenerKey(cluster: ClusterSpec, addr: ListenAddress): string {
   return addr.port === 0 ? `${cluster.name}@${addr.host}:0` : `${addr.host || '*'}:${addr.port}`;
 }
 
+function sameAddress(a: ListenAddress | undefined, b: ListenAddress | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.host === b.host && a.port === b.port && a.port !== 0;
+}
+
 export class Runtime {
   snapshot: Snapshot | undefined;
   generation = 0;
@@ -62,21 +70,38 @@ export class Runtime {
   private discovery: Discovery | undefined;
   private readonly events: PoolEvents;
   private closed = false;
+  readonly metrics: Metrics;
+  admin: AdminServer | undefined;
+  private readonly onRecord: (rec: RequestRecord) => void;
 
   constructor(opts: RuntimeOptions) {
     this.opts = opts;
     this.log = opts.log;
     const log = this.log;
+    const metrics = (this.metrics = new Metrics({ generation: () => this.generation, pools: () => this.describePools() }));
+    const sink = opts.onRecord;
+    this.onRecord = sink
+      ? (rec) => {
+          metrics.onRecord(rec);
+          sink(rec);
+        }
+      : (rec) => metrics.onRecord(rec);
     this.events = {
-      onHealthChange: (service, b, healthy, reason) =>
-        log.warn({ event: { action: 'backend-health' }, service, backend: b.key, healthy, reason }, `backend ${b.key} of ${service} is now ${healthy ? 'healthy' : 'unhealthy'}: ${reason}`),
-      onEject: (service, b, untilMs, reason) =>
-        log.warn({ event: { action: 'backend-ejected' }, service, backend: b.key, until: new Date(untilMs).toISOString(), reason }, `backend ${b.key} of ${service} ejected: ${reason}`),
-      onPanic: (service, panic, healthy, total) =>
+      onHealthChange: (service, b, healthy, reason) => {
+        metrics.healthTransitions.inc({ service, to: healthy ? 'healthy' : 'unhealthy' });
+        (healthy ? log.info.bind(log) : log.warn.bind(log))({ event: { action: 'backend-health' }, service, backend: b.key, healthy, reason }, `backend ${b.key} of ${service} is now ${healthy ? 'healthy' : 'unhealthy'}: ${reason}`);
+      },
+      onEject: (service, b, untilMs, reason) => {
+        metrics.ejections.inc({ service });
+        log.warn({ event: { action: 'backend-ejected' }, service, backend: b.key, until: new Date(untilMs).toISOString(), reason }, `backend ${b.key} of ${service} ejected: ${reason}`);
+      },
+      onPanic: (service, panic, healthy, total) => {
+        metrics.panicTransitions.inc({ service, to: panic ? 'panic' : 'normal' });
         (panic ? log.error.bind(log) : log.info.bind(log))(
           { event: { action: panic ? 'panic-enter' : 'panic-exit' }, service, healthy, total },
           panic ? `service ${service} entered panic mode: ${healthy}/${total} backends healthy` : `service ${service} left panic mode: ${healthy}/${total} backends healthy`,
-        ),
+        );
+      },
       onMembersChange: (service, added, removed) =>
         log.info({ event: { action: 'members-changed' }, service, added, removed }, `service ${service}: +${added.length} -${removed.length} backends`),
     };
@@ -96,14 +121,31 @@ export class Runtime {
       if (c.listen.http) wanted.set(listenerKey(c, c.listen.http), c);
     }
     const added: Listener[] = [];
+    let newAdmin: AdminServer | undefined;
+    const adminChanged = !sameAddress(this.admin?.address, snapshot.admin?.listen);
     try {
       for (const [key, cluster] of wanted) {
         if (this.listeners.has(key)) continue;
         added.push(await this.bind(key, cluster, cluster.listen.http!, generation));
       }
+      if (adminChanged && snapshot.admin) {
+        if (this.admin) await this.admin.close(); // same port may be reused by the new address
+        this.admin = undefined;
+        newAdmin = await AdminServer.start(snapshot.admin.listen, {
+          metrics: this.metrics,
+          generation: () => this.generation,
+          pools: () => this.describePools(),
+        });
+      }
     } catch (err) {
       for (const l of added) l.server.close();
+      this.metrics.reloads.inc({ result: 'refused' });
       throw err;
+    }
+    if (adminChanged) {
+      if (this.admin) await this.admin.close();
+      this.admin = newAdmin;
+      if (newAdmin) this.log.info({ event: { action: 'listen' }, address: `${newAdmin.address.host}:${newAdmin.port()}` }, `admin listening on http://${newAdmin.address.host}:${newAdmin.port()}/metrics`);
     }
 
     // 2. Discovery and pools (keep state by service name).
@@ -143,6 +185,7 @@ export class Runtime {
     }
     this.snapshot = snapshot;
     this.generation = generation;
+    this.metrics.reloads.inc({ result: 'applied' });
 
     // 5. Retire what the new snapshot dropped.
     for (const [key, l] of this.listeners) {
@@ -191,7 +234,7 @@ export class Runtime {
       name: `${addr.host || '*'}:${addr.port}`,
       routes: { cluster, exact: new Map(), wildcard: new Map(), trusted: new CidrSet([]), limits: cluster.limits, timeouts: cluster.timeouts, generation },
       connPools: this.connPools,
-      hooks: { onRecord: this.opts.onRecord },
+      hooks: { onRecord: this.onRecord },
       clients: new Set(),
       draining: false,
     };
@@ -234,6 +277,11 @@ export class Runtime {
     return out;
   }
 
+  describePools(): PoolDescription[] {
+    const now = Date.now();
+    return [...this.services.values()].map((s) => s.pool.describe(now));
+  }
+
   pool(service: string): Pool | undefined {
     return this.services.get(service)?.pool;
   }
@@ -259,5 +307,6 @@ export class Runtime {
     this.services.clear();
     this.discovery?.close();
     this.connPools.closeAll();
+    if (this.admin) await this.admin.close();
   }
 }

@@ -67,6 +67,7 @@ const LFLF = Buffer.from('\n\n');
 /** token = 1*tchar (RFC 9110 §5.6.2). */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Field value: VCHAR, obs-text, SP, HTAB only (no CTLs, no NUL). */
+// eslint-disable-next-line no-control-regex -- rejecting control characters is the point
 const BAD_VALUE_CHAR = /[\x00-\x08\x0a-\x1f\x7f]/;
 /** Request target: visible ASCII only. */
 const TARGET = /^[\x21-\x7e]+$/;

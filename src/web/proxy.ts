@@ -723,6 +723,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     const route = this.route!;
     const neverReached = outcome === 'connect-error';
     const reusedConn = this.conn !== null && this.conn.reuses > 0;
+    const failed = this.backend;
     this.releaseBackend(outcome);
     this.dropUpstream(null);
     const safe =
@@ -735,8 +736,7 @@ export class Exchange implements UpstreamOwner, Expirable {
         route.budget.retrying++;
       }
       this.rec.retries++;
-      (this.tried ??= new Set()).add(this.backend!);
-      this.backend = null;
+      if (failed) (this.tried ??= new Set()).add(failed);
       this.attempt();
       return;
     }
@@ -780,7 +780,14 @@ export class Exchange implements UpstreamOwner, Expirable {
       this.deadline = coarseNow() + this.route!.timeouts.responseMs;
       const buf = this.respBuf === null ? chunk : Buffer.concat([this.respBuf, chunk]);
       this.respBuf = buf;
-      this.readResponseHeads(buf);
+      // Head and first body bytes leave in one writev (one syscall, one packet).
+      const cs = this.client.socket;
+      cs.cork();
+      try {
+        this.readResponseHeads(buf);
+      } finally {
+        cs.uncork();
+      }
     } else if (this.respState === RespState.Body) {
       this.deadline = coarseNow() + this.route!.timeouts.responseMs;
       this.forwardResponseBody(chunk, 0);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startUpstream } from '../helpers/upstream.js';
 import { rawRequest, startPerimeter } from '../helpers/perimeter.js';
