@@ -668,7 +668,7 @@ export class Exchange implements UpstreamOwner, Expirable {
   onUpstreamError(conn: UpstreamConn, err: Error & { code?: string }): void {
     if (conn !== this.conn || this.finished) return;
     if (!conn.connected) {
-      this.upstreamFailed('connect-error', Errors.UPSTREAM_CONNECT, `connect ${err.code ?? err.message}`);
+      this.upstreamFailed('connect-error', Errors.UPSTREAM_CONNECT, `connect ${err.code ?? err.message}`, err.code === 'ECONNREFUSED');
     } else {
       this.onUpstreamLost(`upstream ${err.code ?? err.message}`);
     }
@@ -719,7 +719,7 @@ export class Exchange implements UpstreamOwner, Expirable {
    * failure), or it is idempotent, no body byte was sent and no response
    * byte arrived; and the retry budget allows it.
    */
-  private upstreamFailed(outcome: Outcome, def: ErrorDef, reason: string): void {
+  private upstreamFailed(outcome: Outcome, def: ErrorDef, reason: string, refused = false): void {
     const route = this.route!;
     const neverReached = outcome === 'connect-error';
     const reusedConn = this.conn !== null && this.conn.reuses > 0;
@@ -730,8 +730,11 @@ export class Exchange implements UpstreamOwner, Expirable {
       neverReached ||
       (outcome === 'reset' && this.upstreamBytes === 0 && !this.bodySent && IDEMPOTENT.has(this.head.method));
     const tries = this.rec.attempts;
-    if (safe && tries <= route.retries.attempts && !this.respHeadSent && (this.isRetry || route.budget.allow(route.retries))) {
-      if (!this.isRetry) {
+    // A refused connection cost the backend nothing, so retrying it adds no
+    // load anywhere: such retries do not draw on the retry budget. Timeouts
+    // and resets may mean overload and do.
+    if (safe && tries <= route.retries.attempts && !this.respHeadSent && (refused || this.isRetry || route.budget.allow(route.retries))) {
+      if (!this.isRetry && !refused) {
         this.isRetry = true;
         route.budget.retrying++;
       }
