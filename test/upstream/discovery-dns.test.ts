@@ -11,18 +11,9 @@ import type { DiscoveryOptions } from '../../src/upstream/discovery/index.js';
 import { DnsClient, systemNameservers } from '../../src/net/dns-client.js';
 import type { DiscoverySpec, DnsSrvSpec } from '../../src/config/types.js';
 import type { MemberAddress } from '../../src/upstream/types.js';
+import { memoryLog } from '../helpers/memory-log.js';
 
 const DOMAIN = 'services.test';
-
-function memoryLog() {
-  const lines: { level: 'info' | 'warn'; obj: object; msg: string }[] = [];
-  return {
-    lines,
-    info: (obj: object, msg: string) => void lines.push({ level: 'info', obj, msg }),
-    warn: (obj: object, msg: string) => void lines.push({ level: 'warn', obj, msg }),
-    warnings: () => lines.filter((l) => l.level === 'warn'),
-  };
-}
 
 function recorder() {
   const calls: { at: number; members: string[] }[] = [];

@@ -6,16 +6,7 @@ import { join } from 'node:path';
 import { Discovery, FileRegistry, parseRegistry } from '../../src/upstream/discovery/index.js';
 import type { DiscoveryOptions } from '../../src/upstream/discovery/index.js';
 import type { MemberAddress } from '../../src/upstream/types.js';
-
-function memoryLog() {
-  const lines: { level: 'info' | 'warn'; obj: object; msg: string }[] = [];
-  return {
-    lines,
-    info: (obj: object, msg: string) => void lines.push({ level: 'info', obj, msg }),
-    warn: (obj: object, msg: string) => void lines.push({ level: 'warn', obj, msg }),
-    warnings: () => lines.filter((l) => l.level === 'warn'),
-  };
-}
+import { memoryLog } from '../helpers/memory-log.js';
 
 function recorder() {
   const calls: { at: number; members: string[] }[] = [];

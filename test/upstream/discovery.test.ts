@@ -8,16 +8,7 @@ import type { TestDnsServer } from '../helpers/dns-server.js';
 import { Discovery } from '../../src/upstream/discovery/index.js';
 import type { DiscoverySpec, DnsSrvSpec, StaticBackend } from '../../src/config/types.js';
 import type { MemberAddress } from '../../src/upstream/types.js';
-
-function memoryLog() {
-  const lines: { level: 'info' | 'warn'; obj: object; msg: string }[] = [];
-  return {
-    lines,
-    info: (obj: object, msg: string) => void lines.push({ level: 'info', obj, msg }),
-    warn: (obj: object, msg: string) => void lines.push({ level: 'warn', obj, msg }),
-    warnings: () => lines.filter((l) => l.level === 'warn'),
-  };
-}
+import { memoryLog } from '../helpers/memory-log.js';
 
 function recorder() {
   const calls: string[][] = [];
