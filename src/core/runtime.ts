@@ -234,7 +234,10 @@ export class Runtime {
       name: `${addr.host || '*'}:${addr.port}`,
       routes: { cluster, exact: new Map(), wildcard: new Map(), trusted: new CidrSet([]), limits: cluster.limits, timeouts: cluster.timeouts, generation },
       connPools: this.connPools,
-      hooks: { onRecord: this.onRecord },
+      hooks: {
+        onRecord: this.onRecord,
+        onInternalError: (err) => this.log.error({ err, event: { action: 'internal-error' }, listener: key }, `internal error in the request path: ${String(err)}`),
+      },
       clients: new Set(),
       draining: false,
     };

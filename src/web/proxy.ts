@@ -98,6 +98,8 @@ export interface RequestRecord {
 
 export interface ProxyHooks {
   onRecord?(rec: RequestRecord): void;
+  /** An exception escaped the request path (a bug); the connection was closed. */
+  onInternalError?(err: unknown): void;
 }
 
 export interface ListenerState {
@@ -168,8 +170,20 @@ export class ClientConn implements Expirable {
     this.ip = clientAddress(socket.remoteAddress);
     this.port = socket.remotePort ?? 0;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.onEnd());
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.onData(chunk);
+      } catch (err) {
+        this.internalError(err);
+      }
+    });
+    socket.on('end', () => {
+      try {
+        this.onEnd();
+      } catch (err) {
+        this.internalError(err);
+      }
+    });
     socket.on('error', () => this.close());
     socket.on('close', () => this.close());
     socket.on('drain', () => this.exchange?.onClientDrain());
@@ -225,6 +239,18 @@ export class ClientConn implements Expirable {
       default:
         return;
     }
+  }
+
+  /**
+   * A bug must cost one connection, never the process: answer 500 if
+   * nothing was sent yet, report it, and close.
+   */
+  internalError(err: unknown): void {
+    this.listener.hooks.onInternalError?.(err);
+    const ex = this.exchange;
+    if (ex) ex.crash(err);
+    else if (this.state !== ClientState.Closed) this.reject(Errors.INTERNAL, `internal error: ${String(err)}`);
+    this.close();
   }
 
   /** Bytes of a following (pipelined) request; processed after the current exchange. */
@@ -1013,6 +1039,23 @@ export class Exchange implements UpstreamOwner, Expirable {
     if (!close && !this.requestBodyDone) this.requestBodyDone = true;
     this.dropUpstream(null);
     this.finish(!close);
+  }
+
+  /** An exception escaped a handler of this exchange (a bug): contain it. */
+  crash(err: unknown): void {
+    if (this.finished) return;
+    try {
+      this.fail(Errors.INTERNAL, `internal error: ${err instanceof Error ? err.message : String(err)}`, true);
+    } catch {
+      this.finished = true;
+    }
+  }
+
+  onUpstreamFault(conn: UpstreamConn, err: unknown): void {
+    if (conn !== this.conn) return;
+    this.client.listener.hooks.onInternalError?.(err);
+    this.crash(err);
+    this.client.close();
   }
 
   /** The client went away or timed out: stop everything. */

@@ -15,6 +15,8 @@ export interface UpstreamOwner {
   onUpstreamEnd(conn: UpstreamConn): void;
   onUpstreamError(conn: UpstreamConn, err: Error & { code?: string }): void;
   onUpstreamDrain(conn: UpstreamConn): void;
+  /** An exception escaped one of the handlers above (a bug). */
+  onUpstreamFault(conn: UpstreamConn, err: unknown): void;
 }
 
 export class UpstreamConn implements Expirable {
@@ -34,31 +36,48 @@ export class UpstreamConn implements Expirable {
     socket.on('connect', () => {
       this.connected = true;
       socket.setKeepAlive(true, 30_000);
-      this.owner?.onUpstreamConnect(this);
+      this.guard(() => this.owner?.onUpstreamConnect(this));
     });
     socket.on('data', (chunk: Buffer) => {
-      if (this.owner) this.owner.onUpstreamData(this, chunk);
+      if (this.owner) this.guard(() => this.owner!.onUpstreamData(this, chunk));
       else this.destroy(); // unsolicited bytes on an idle connection
     });
     socket.on('end', () => {
       const o = this.owner;
-      if (o) o.onUpstreamEnd(this);
+      if (o) this.guard(() => o.onUpstreamEnd(this));
       this.destroy();
     });
     socket.on('error', (err: Error) => {
       const o = this.owner;
       this.destroy();
-      if (o) o.onUpstreamError(this, err);
+      if (o) this.guard(() => o.onUpstreamError(this, err));
     });
     socket.on('close', () => {
       if (!this.closed) {
         this.closed = true;
         this.pool.forget(this);
         const o = this.owner;
-        if (o) o.onUpstreamEnd(this);
+        if (o) this.guard(() => o.onUpstreamEnd(this));
       }
     });
-    socket.on('drain', () => this.owner?.onUpstreamDrain(this));
+    socket.on('drain', () => this.guard(() => this.owner?.onUpstreamDrain(this)));
+  }
+
+  /** Contain a bug in an owner's handler to this connection and its exchange. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      const o = this.owner;
+      this.destroy();
+      if (o) {
+        try {
+          o.onUpstreamFault(this, err);
+        } catch {
+          // nothing more to contain
+        }
+      }
+    }
   }
 
   /** Idle expiry (from the sweeper). */
