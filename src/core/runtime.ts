@@ -14,7 +14,8 @@ import { createBalancer } from '../upstream/balancers.js';
 import { Discovery, type DiscoveryOptions } from '../upstream/discovery/index.js';
 import { Pool } from '../upstream/pool.js';
 import type { Balancer, PoolEvents } from '../upstream/types.js';
-import { handleConnection, RetryBudget, type ListenerRoutes, type ListenerState, type RequestRecord, type SiteRoute } from '../web/proxy.js';
+import { handleConnection, RetryBudget, type ListenerRoutes, type ListenerState, type RequestRecord } from '../web/proxy.js';
+import { compileListenerRoutes } from '../web/routes.js';
 import { ConnPools } from '../web/upstream-conn.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -208,25 +209,10 @@ export class Runtime {
   }
 
   private compileRoutes(snapshot: Snapshot, cluster: ClusterSpec, generation: number): ListenerRoutes {
-    const exact = new Map<string, SiteRoute>();
-    const wildcard = new Map<string, SiteRoute>();
-    for (const site of snapshot.sites.values()) {
-      if (site.cluster !== cluster.name) continue;
-      const st = this.services.get(site.service);
-      if (!st) throw new Error(`internal: service ${site.service} of site ${site.host} has no pool`);
-      const route: SiteRoute = { site, pool: st.pool, budget: st.budget, retries: st.spec.retries, timeouts: site.timeouts };
-      if (site.host.startsWith('*.')) wildcard.set(site.host.slice(2), route);
-      else exact.set(site.host, route);
-    }
-    return {
-      cluster,
-      exact,
-      wildcard,
-      trusted: new CidrSet(cluster.trustedProxies),
-      limits: cluster.limits,
-      timeouts: cluster.timeouts,
-      generation,
-    };
+    return compileListenerRoutes(snapshot, cluster, generation, (name) => {
+      const st = this.services.get(name);
+      return st ? { pool: st.pool, budget: st.budget, retries: st.spec.retries } : undefined;
+    });
   }
 
   private bind(key: string, cluster: ClusterSpec, addr: ListenAddress, generation: number): Promise<Listener> {

@@ -27,10 +27,12 @@ import {
   ParseError,
   parseRequestHead,
   parseResponseHead,
+  type Header,
   type RequestHead,
   type ResponseHead,
 } from './http1.js';
 import { errorResponse, wantsJson } from './respond.js';
+import { findRoute } from './routes.js';
 import type { ConnPools, UpstreamConn, UpstreamOwner } from './upstream-conn.js';
 
 /** What the proxy needs of a service's pool (src/upstream/pool.ts). */
@@ -79,7 +81,14 @@ export interface RequestRecord {
   cluster: string;
   host: string;
   method: string;
+  /** Request target as forwarded (origin-form; includes the query string). */
   target: string;
+  /** 'HTTP/1.0' or 'HTTP/1.1' ('' when the request line was unreadable). */
+  httpVersion: string;
+  /** The request's header fields as received (not copied; read-only). Empty when unparseable. */
+  headers: readonly Header[];
+  /** Response status from the backend, 0 when perimeter answered itself. */
+  upstreamStatus: number;
   site: string;
   service: string;
   backend: string;
@@ -111,17 +120,6 @@ export interface ListenerState {
   draining: boolean;
 }
 
-export function findRoute(routes: ListenerRoutes, host: string): SiteRoute | undefined {
-  const r = routes.exact.get(host);
-  if (r || routes.wildcard.size === 0) return r;
-  let dot = host.indexOf('.');
-  while (dot !== -1) {
-    const w = routes.wildcard.get(host.slice(dot + 1));
-    if (w) return w;
-    dot = host.indexOf('.', dot + 1);
-  }
-  return undefined;
-}
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** Client-sent values of these are dropped unless the peer is a trusted proxy. */
@@ -365,6 +363,8 @@ export class ClientConn implements Expirable {
   }
 }
 
+const NO_HEADERS: readonly Header[] = Object.freeze([]);
+
 function emptyRecord(client: ClientConn, id: string): RequestRecord {
   return {
     requestId: id,
@@ -376,6 +376,9 @@ function emptyRecord(client: ClientConn, id: string): RequestRecord {
     host: '',
     method: '',
     target: '',
+    httpVersion: '',
+    headers: NO_HEADERS,
+    upstreamStatus: 0,
     site: '',
     service: '',
     backend: '',
@@ -449,6 +452,8 @@ export class Exchange implements UpstreamOwner, Expirable {
     rec.host = head.host;
     rec.method = head.method;
     rec.target = head.target;
+    rec.httpVersion = head.version === 1 ? 'HTTP/1.1' : 'HTTP/1.0';
+    rec.headers = head.headers;
     this.rec = rec;
     this.requestBodyDone = head.bodyLength === -1;
     if (head.bodyLength > 0) this.bodyRemaining = head.bodyLength;
@@ -863,6 +868,7 @@ export class Exchange implements UpstreamOwner, Expirable {
   private onResponseHead(resp: ResponseHead, buf: Buffer, off: number): void {
     this.resp = resp;
     this.rec.status = resp.status;
+    this.rec.upstreamStatus = resp.status;
     const head = this.head;
     this.releaseBackend(resp.status >= 500 ? 'http-5xx' : 'success');
     if (resp.status === 101) {

@@ -1,0 +1,54 @@
+/**
+ * Route tables: compiled once per configuration apply, read per request.
+ * `perimeter explain` uses the same compile and lookup functions as the
+ * proxy, so its answer cannot drift from what the proxy does.
+ */
+import type { ClusterSpec, RetrySpec, Snapshot } from '../config/types.js';
+import { CidrSet } from '../net/cidr.js';
+import type { ListenerRoutes, PoolLike, RetryBudget, SiteRoute } from './proxy.js';
+
+export interface ServiceRuntime {
+  readonly pool: PoolLike;
+  readonly budget: RetryBudget;
+  readonly retries: RetrySpec;
+}
+
+export function compileListenerRoutes(
+  snapshot: Snapshot,
+  cluster: ClusterSpec,
+  generation: number,
+  service: (name: string) => ServiceRuntime | undefined,
+): ListenerRoutes {
+  const exact = new Map<string, SiteRoute>();
+  const wildcard = new Map<string, SiteRoute>();
+  for (const site of snapshot.sites.values()) {
+    if (site.cluster !== cluster.name) continue;
+    const st = service(site.service);
+    if (!st) throw new Error(`internal: service ${site.service} of site ${site.host} has no pool`);
+    const route: SiteRoute = { site, pool: st.pool, budget: st.budget, retries: st.retries, timeouts: site.timeouts };
+    if (site.host.startsWith('*.')) wildcard.set(site.host.slice(2), route);
+    else exact.set(site.host, route);
+  }
+  return {
+    cluster,
+    exact,
+    wildcard,
+    trusted: new CidrSet(cluster.trustedProxies),
+    limits: cluster.limits,
+    timeouts: cluster.timeouts,
+    generation,
+  };
+}
+
+/** Exact host first, then wildcards from the most specific suffix. */
+export function findRoute(routes: ListenerRoutes, host: string): SiteRoute | undefined {
+  const r = routes.exact.get(host);
+  if (r || routes.wildcard.size === 0) return r;
+  let dot = host.indexOf('.');
+  while (dot !== -1) {
+    const w = routes.wildcard.get(host.slice(dot + 1));
+    if (w) return w;
+    dot = host.indexOf('.', dot + 1);
+  }
+  return undefined;
+}
