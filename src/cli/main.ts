@@ -14,6 +14,9 @@ const commands: Record<string, Command> = {
   run: { summary: 'run perimeter on a configuration directory', load: () => import('./run.js') },
   validate: { summary: 'check a configuration directory; exit 1 listing every error', load: () => import('./validate.js') },
   schema: { summary: 'print the JSON Schema of perimeter.yaml and site files', load: () => import('./schema.js') },
+  sites: { summary: 'the site inventory: cluster, service, owner, listeners, TLS, source file', load: () => import('./sites.js') },
+  explain: { summary: 'what perimeter would do with a request, and why (sends nothing)', load: () => import('./explain.js') },
+  reload: { summary: 'make the running perimeter reload its configuration', load: () => import('./reload.js') },
 };
 
 export const usage = `perimeter — a self-service network perimeter

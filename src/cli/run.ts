@@ -1,33 +1,36 @@
 /**
- * `perimeter run DIR`: load, validate and serve a configuration directory.
- * SIGHUP reloads it (a config that fails validation is refused and the
- * running one keeps serving); SIGTERM/SIGINT drain and exit.
+ * `perimeter run DIR`: load, validate and serve a configuration directory
+ * with a control process and one data-plane worker per core.
  */
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { formatIssue, loadConfig } from '../config/load.js';
+import { Control } from '../core/control.js';
 import { createLogger } from '../core/log.js';
-import { Runtime } from '../core/runtime.js';
 
 export const help = `Usage: perimeter run [options] DIR
 
 Serve the configuration in DIR (perimeter.yaml and sites/*.yaml).
 
 Options:
+  --workers N         data-plane worker processes (default: one per core, ${availableParallelism()} here);
+                      0 serves from this one process
+  --drain-timeout D   on SIGTERM/SIGINT, how long in-flight requests may take (default 10s)
+  --no-watch          do not reload when files in DIR change
   --log-level LEVEL   trace|debug|info|warn|error (default info, or $PERIMETER_LOG_LEVEL)
-  --drain-timeout D   on SIGTERM, how long in-flight requests may take (default 10s)
   -h, --help          this help
 
-Signals: SIGHUP reloads DIR; SIGTERM and SIGINT stop accepting, finish
-in-flight requests within the drain timeout, and exit.
+Reloads: SIGHUP, a change of perimeter.yaml or sites/*.yaml (debounced),
+'perimeter reload', or POST /api/reload on the admin listener. A
+configuration that fails validation, or that a worker cannot serve (e.g. a
+listener address in use), is refused and the running one keeps serving.
+
+Signals: SIGTERM and SIGINT stop accepting, let in-flight requests finish
+within the drain timeout, and exit. SIGUSR1 reopens the access log (after
+logrotate). A worker that dies is replaced.
 
 Exit status: 0 after a clean shutdown, 1 invalid configuration, 2 usage
 error, 3 runtime failure (e.g. a listener could not bind).
 `;
-
-export interface Started {
-  runtime: Runtime;
-  stop(): Promise<void>;
-}
 
 function parseDuration(s: string): number {
   const m = /^(\d+)(ms|s|m)?$/.exec(s);
@@ -42,7 +45,12 @@ export async function run(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { 'log-level': { type: 'string' }, 'drain-timeout': { type: 'string' } },
+      options: {
+        'log-level': { type: 'string' },
+        'drain-timeout': { type: 'string' },
+        workers: { type: 'string' },
+        'no-watch': { type: 'boolean' },
+      },
     });
   } catch (e) {
     process.stderr.write(`perimeter run: ${(e as Error).message}\n\n${help}`);
@@ -54,58 +62,33 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   let drainMs = 10_000;
+  let workers = availableParallelism();
   try {
     if (parsed.values['drain-timeout']) drainMs = parseDuration(parsed.values['drain-timeout']);
+    if (parsed.values.workers !== undefined) {
+      if (!/^\d{1,3}$/.test(parsed.values.workers)) throw new Error(`--workers wants a number from 0 to 999, got '${parsed.values.workers}'`);
+      workers = Number(parsed.values.workers);
+    }
   } catch (e) {
     process.stderr.write(`perimeter run: ${(e as Error).message}\n`);
     return 2;
   }
   const log = createLogger({ level: parsed.values['log-level'] });
-  const loaded = await loadConfig(dir);
-  if (!loaded.ok) {
-    for (const i of loaded.issues) process.stderr.write(formatIssue(i) + '\n');
-    process.stderr.write(`perimeter run: ${loaded.issues.length} configuration error(s) in ${dir}; nothing started\n`);
-    return 1;
+  const control = new Control({ dir, workers, log, drainMs, watch: !parsed.values['no-watch'] });
+  const failed = await control.start();
+  if (failed !== undefined) {
+    log.flush();
+    return failed;
   }
-  for (const w of loaded.warnings) log.warn({ file: w.file, line: w.line, column: w.column }, w.message);
-  const runtime = new Runtime({ log });
-  try {
-    await runtime.apply(loaded.snapshot);
-  } catch (e) {
-    process.stderr.write(`perimeter run: ${(e as Error).message}\n`);
-    await runtime.close(0);
-    return 3;
-  }
-
-  let reloading = Promise.resolve();
-  const reload = (): void => {
-    reloading = reloading.then(async () => {
-      const next = await loadConfig(dir);
-      if (!next.ok) {
-        log.error(
-          { event: { action: 'config-refused' }, errors: next.issues.map(formatIssue) },
-          `reload refused: ${next.issues.length} configuration error(s); generation ${runtime.generation} keeps serving`,
-        );
-        return;
-      }
-      try {
-        await runtime.apply(next.snapshot);
-      } catch (e) {
-        log.error({ event: { action: 'config-refused' }, err: (e as Error).message }, `reload refused: ${(e as Error).message}`);
-      }
-    });
-  };
-  process.on('SIGHUP', reload);
-
+  const onHup = (): void => void control.reload('signal');
+  const onUsr1 = (): void => control.reopenLogs();
+  process.on('SIGHUP', onHup);
+  process.on('SIGUSR1', onUsr1);
   return new Promise<number>((resolve) => {
-    let stopping = false;
     const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ event: { action: 'shutdown' }, signal }, `${signal}: draining (up to ${drainMs} ms)`);
-      void runtime.close(drainMs).then(() => {
-        process.off('SIGHUP', reload);
-        log.info({ event: { action: 'stopped' } }, 'stopped');
+      void control.stop(signal).then(() => {
+        process.off('SIGHUP', onHup);
+        process.off('SIGUSR1', onUsr1);
         log.flush();
         resolve(0);
       });

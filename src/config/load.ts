@@ -10,6 +10,7 @@ import path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import type {
+  AccessLogSpec,
   AdminSpec,
   BalancerKind,
   ClusterSpec,
@@ -45,6 +46,8 @@ export type LoadResult = { ok: true; snapshot: Snapshot; warnings: ConfigIssue[]
 
 export const PLATFORM_FILE = 'perimeter.yaml';
 export const SITES_DIR = 'sites';
+/** Where the access log goes when perimeter.yaml does not say (relative to the working directory). */
+export const DEFAULT_ACCESS_LOG = 'logs/access.log';
 
 /** Built-in values: what a setting is when no file says otherwise. */
 export const builtinDefaults = {
@@ -656,6 +659,8 @@ interface CompiledPlatform {
   serviceOverrides: Map<string, ServiceWire>;
   discovery: DiscoverySpec;
   admin?: AdminSpec;
+  /** Absolute path of admin.token-file; read by loadConfig (reading is async). */
+  adminTokenFile?: string;
 }
 
 function listenText(a: ListenAddress): string {
@@ -747,24 +752,65 @@ function compilePlatform(dir: string, f: SourceFile, p: PlatformWire, out: Issue
     checkServiceLayer(f, ['services', name], mergeService(serviceBase, w), w, out);
   }
 
-  // Admin listener: loopback only (it has no authentication yet).
+  // Admin listener: anywhere but loopback only with a token (it can reload and shows every backend).
   let admin: AdminSpec | undefined;
+  const tokenFile = p.admin?.['token-file'];
   if (p.admin !== undefined) {
     const r = parseHostPort(p.admin.listen, 'admin listen address', { hostRequired: true, hostRule: 'ip', allowZero: true });
     const pos = f.valuePos(['admin', 'listen']);
     if (r.ok) {
       const h = r.value.host;
-      if (!(h === '::1' || /^127\./.test(h))) {
-        out.error(f.rel, pos, `admin listen address '${p.admin.listen}' is not a loopback address; the admin listener has no authentication`, "use 127.0.0.1:PORT (or [::1]:PORT) and reach it through SSH or a local agent");
+      if (!(h === '::1' || /^127\./.test(h)) && tokenFile === undefined) {
+        out.error(f.rel, pos, `admin listen address '${p.admin.listen}' is not loopback: set admin.token-file`, "add 'token-file: admin.token' (a file holding a random token, e.g. from 'openssl rand -hex 32'), or listen on 127.0.0.1:PORT and reach it through SSH");
       } else {
-        const clash = listeners.find((l) => r.value.port !== 0 && l.addr.port === r.value.port && (l.addr.host === h || isWildcard(l.addr.host)));
+        const clash = listeners.find((l) => r.value.port !== 0 && l.addr.port === r.value.port && (l.addr.host === h || isWildcard(l.addr.host) || isWildcard(h)));
         if (clash) out.error(f.rel, pos, `admin listen address '${p.admin.listen}' overlaps the listener of cluster '${clash.cluster}'`, 'give the admin listener its own port');
         else admin = { listen: r.value };
       }
     }
   }
 
-  return { clusters, serviceBase, serviceOverrides, discovery: compileDiscovery(dir, f, p, out), admin };
+  return {
+    clusters,
+    serviceBase,
+    serviceOverrides,
+    discovery: compileDiscovery(dir, f, p, out),
+    admin,
+    ...(tokenFile !== undefined ? { adminTokenFile: path.resolve(dir, tokenFile) } : {}),
+  };
+}
+
+const ADMIN_TOKEN_MIN_LENGTH = 16;
+
+/** The admin token from its file (surrounding whitespace dropped), or undefined after reporting why not. */
+async function readAdminToken(file: string, f: SourceFile, out: Issues): Promise<string | undefined> {
+  const pos = f.valuePos(['admin', 'token-file']);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+    out.error(
+      f.rel,
+      pos,
+      `admin token file ${file} cannot be read (${code})`,
+      code === 'ENOENT' ? "create it with a random token (e.g. 'openssl rand -hex 32'), or fix the path (relative to the configuration directory)" : 'make it a regular file readable by the user perimeter runs as',
+    );
+    return undefined;
+  }
+  // Never quote the token in a message: these end up in CI logs.
+  const token = text.trim();
+  if (!/^[\x21-\x7e]*$/.test(token)) {
+    out.error(f.rel, pos, `the admin token in ${file} contains spaces or characters other than visible ASCII`, "put one token on one line, e.g. the output of 'openssl rand -hex 32'");
+    return undefined;
+  }
+  if (token.length < ADMIN_TOKEN_MIN_LENGTH) {
+    out.error(f.rel, pos, `the admin token in ${file} has ${token.length} characters; it needs at least ${ADMIN_TOKEN_MIN_LENGTH}`, "use a longer random token, e.g. 'openssl rand -hex 32'");
+    return undefined;
+  }
+  const st = await stat(file).catch(() => undefined);
+  if (st && (st.mode & 0o004) !== 0) out.warn(f.rel, pos, `admin token file ${file} can be read by every user on this host`, `chmod 600 ${file}`);
+  return token;
 }
 
 function compileDiscovery(dir: string, f: SourceFile, p: PlatformWire, out: Issues): DiscoverySpec {
@@ -1035,6 +1081,10 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
       const ok = await stat(compiled.discovery.file.path).then(() => true, () => false);
       if (!ok) out.warn(platformFile.rel, platformFile.valuePos(['discovery', 'file', 'path']), `registry file ${compiled.discovery.file.path} does not exist yet`, 'create it, or fix the path (relative to the configuration directory)');
     }
+    if (compiled.adminTokenFile !== undefined) {
+      const token = await readAdminToken(compiled.adminTokenFile, platformFile, out);
+      if (token !== undefined && compiled.admin) compiled.admin = { ...compiled.admin, token };
+    }
   }
 
   if (out.errors.length > 0 || !compiled) {
@@ -1063,8 +1113,20 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     services,
     discovery: compiled.discovery,
     ...(compiled.admin ? { admin: compiled.admin } : {}),
+    ...accessLogOf(platform),
   });
   return { ok: true, snapshot, warnings: sortIssues(out.warnings) };
+}
+
+/**
+ * The access log: on by default (logs/access.log). Relative paths resolve
+ * against the working directory, as a daemon's log paths do, not against the
+ * configuration directory (a config repository holds no logs).
+ */
+function accessLogOf(p: PlatformWire | undefined): { accessLog?: AccessLogSpec } {
+  const file = p?.['access-log']?.path ?? DEFAULT_ACCESS_LOG;
+  if (file === 'off') return {};
+  return { accessLog: { path: file === 'stdout' ? 'stdout' : path.resolve(file) } };
 }
 
 function deepFreeze<T>(v: T): T {
@@ -1093,5 +1155,7 @@ export function snapshotToJSON(s: Snapshot): unknown {
     }
     return v;
   };
+  // The admin token is a secret: say that there is one, never what it is.
+  if (s.admin?.token !== undefined) return plain({ ...s, admin: { ...s.admin, token: '<redacted>' } });
   return plain(s);
 }

@@ -81,6 +81,19 @@ function checkHealthPath(v: unknown): Parsed<string> {
 }
 const healthPath = formatted(z.string(), checkHealthPath, { description: 'The HTTP path health checks request, e.g. /healthz.', pattern: '^/\\S*$' });
 
+function checkAccessLogPath(v: unknown): Parsed<string> {
+  const fix = "write a file path such as logs/access.log, or 'stdout', or 'off'";
+  if (typeof v !== 'string') return { ok: false, message: `expected an access log path, 'stdout' or 'off', got ${describe(v)}`, fix };
+  if (v.trim() === '') return { ok: false, message: 'access log path is empty', fix };
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  if (/[\0-\x1f\x7f]/.test(v)) return { ok: false, message: 'access log path has control characters', fix };
+  if (v.endsWith('/')) return { ok: false, message: `access log path '${v}' names a directory`, fix: `name the file, e.g. '${v}access.log'` };
+  return { ok: true, value: v };
+}
+const accessLogPath = formatted(z.string(), checkAccessLogPath, {
+  description: "The access log file (relative paths resolve against perimeter's working directory), 'stdout', or 'off'.",
+});
+
 function checkName(what: string, example: string): (v: unknown) => Parsed<string> {
   return (v) => {
     if (typeof v !== 'string') return { ok: false, message: `expected a ${what} name, got ${describe(v)}`, fix: `write a name such as '${example}'` };
@@ -213,14 +226,23 @@ const defaults = z
 
 const admin = z
   .strictObject({
-    listen: listenAddress.describe('Where the admin listener serves /metrics and /api/pools; loopback addresses only.'),
+    listen: listenAddress.describe('Where the admin listener serves /metrics and the /api endpoints; a non-loopback address needs token-file.'),
+    'token-file': z
+      .string()
+      .min(1)
+      .optional()
+      .describe('File holding the bearer token every admin request must carry (at least 16 visible ASCII characters), relative to the configuration directory.'),
   })
-  .describe('The admin listener: Prometheus metrics and backend state (scores, health, panic).');
+  .describe('The admin listener: Prometheus metrics and the JSON admin API (config, sites, pools, backends, reload).');
 
 export const platformSchema = z
   .strictObject({
     clusters: z.record(z.string(), cluster).describe('Tenant clusters by name.'),
     admin: admin.optional(),
+    'access-log': z
+      .strictObject({ path: accessLogPath.optional().describe("Default logs/access.log; 'off' disables the access log.") })
+      .optional()
+      .describe('The access log: one JSON line per request (Elastic Common Schema), the cluster log policy applied.'),
     defaults: defaults.optional(),
     discovery: discovery.optional(),
     services: z.record(z.string(), serviceOverride).optional().describe('Platform overrides per service name.'),

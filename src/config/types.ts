@@ -132,14 +132,27 @@ export interface SiteSpec {
   readonly pos: SourcePos; // the site key in its file
 }
 
-/** The admin listener (metrics, pool state). Loopback only until token auth lands. */
+/** The admin listener (metrics, JSON admin API). Non-loopback addresses require a token. */
 export interface AdminSpec {
   readonly listen: ListenAddress;
+  /**
+   * The bearer token every admin request must carry (read from token-file at
+   * load). A secret: never logged; snapshotToJSON redacts it.
+   */
+  readonly token?: string;
+}
+
+/** The access log (src/audit/access-log.ts). */
+export interface AccessLogSpec {
+  /** An absolute file path, or 'stdout'. */
+  readonly path: string | 'stdout';
 }
 
 export interface Snapshot {
   /** Directory the configuration was read from. */
   readonly source: string;
+  /** Undefined when `access-log.path` is 'off'. */
+  readonly accessLog?: AccessLogSpec;
   readonly admin?: AdminSpec;
   readonly clusters: ReadonlyMap<string, ClusterSpec>;
   readonly sites: ReadonlyMap<string, SiteSpec>;

@@ -21,11 +21,40 @@ import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { PoolDescription } from '../upstream/pool.js';
+import type { Backend } from '../upstream/backend.js';
+import type { AdminSource, ReloadOutcome, ReloadTrigger } from '../admin/types.js';
+
+/**
+ * standalone: one process does everything (workers: 0, and tests).
+ * control: discovery, active health checks and admin; no listeners. It
+ *   hands member lists and health to the workers (src/core/control.ts).
+ * worker: listeners and the request path; pools fed by the control process
+ *   (no discovery, no active checks; passive ejection and balancer state
+ *   are its own).
+ */
+export type RuntimeRole = 'standalone' | 'control' | 'worker';
+
+/** A backend as the control process hands it to workers. */
+export interface MemberState {
+  readonly host: string;
+  readonly port: number;
+  readonly weight: number;
+  readonly active: 'unchecked' | 'healthy' | 'unhealthy';
+  readonly reason: string;
+}
 
 export interface RuntimeOptions {
   readonly log: Logger;
+  readonly role?: RuntimeRole;
   readonly onRecord?: (rec: RequestRecord) => void;
   readonly discovery?: DiscoveryOptions;
+  /** control role: a service's members or a backend's active health changed. */
+  readonly onMembers?: (service: string, members: MemberState[]) => void;
+  readonly onActiveHealth?: (service: string, key: string, active: MemberState['active'], reason: string) => void;
+  /** Where the admin listener gets its data (the control process supplies its own). */
+  readonly adminSource?: () => AdminSource;
+  /** How the admin API's reload reaches the config loader (run command / control). */
+  readonly reload?: (trigger: ReloadTrigger) => Promise<ReloadOutcome>;
 }
 
 interface ServiceState {
@@ -55,6 +84,14 @@ function listenerKey(cluster: ClusterSpec, addr: ListenAddress): string {
   return addr.port === 0 ? `${cluster.name}@${addr.host}:0` : `${addr.host || '*'}:${addr.port}`;
 }
 
+function backendKeyOf(m: { host: string; port: number }): string {
+  return m.host.includes(':') ? `[${m.host}]:${m.port}` : `${m.host}:${m.port}`;
+}
+
+function memberStates(backends: readonly Backend[]): MemberState[] {
+  return backends.map((b) => ({ host: b.host, port: b.port, weight: b.weight, active: b.active, reason: b.lastCheckReason }));
+}
+
 function sameAddress(a: ListenAddress | undefined, b: ListenAddress | undefined): boolean {
   if (!a || !b) return a === b;
   return a.host === b.host && a.port === b.port && a.port !== 0;
@@ -72,12 +109,16 @@ export class Runtime {
   private readonly events: PoolEvents;
   private closed = false;
   readonly metrics: Metrics;
+  readonly role: RuntimeRole;
   admin: AdminServer | undefined;
+  appliedAt = '';
+  private accessLog: { reopen(): void } | undefined;
   private readonly onRecord: (rec: RequestRecord) => void;
 
   constructor(opts: RuntimeOptions) {
     this.opts = opts;
     this.log = opts.log;
+    this.role = opts.role ?? 'standalone';
     const log = this.log;
     const metrics = (this.metrics = new Metrics({ generation: () => this.generation, pools: () => this.describePools() }));
     const sink = opts.onRecord;
@@ -90,6 +131,7 @@ export class Runtime {
     this.events = {
       onHealthChange: (service, b, healthy, reason) => {
         metrics.healthTransitions.inc({ service, to: healthy ? 'healthy' : 'unhealthy' });
+        opts.onActiveHealth?.(service, b.key, b.active, reason);
         (healthy ? log.info.bind(log) : log.warn.bind(log))({ event: { action: 'backend-health' }, service, backend: b.key, healthy, reason }, `backend ${b.key} of ${service} is now ${healthy ? 'healthy' : 'unhealthy'}: ${reason}`);
       },
       onEject: (service, b, untilMs, reason) => {
@@ -112,18 +154,21 @@ export class Runtime {
    * Apply a snapshot. Either all of it takes effect or none: listeners that
    * cannot bind make apply throw and the running configuration stays.
    */
-  async apply(snapshot: Snapshot): Promise<void> {
+  async apply(snapshot: Snapshot, state?: Readonly<Record<string, readonly MemberState[]>>, atGeneration?: number): Promise<void> {
     if (this.closed) throw new Error('runtime is closed');
-    const generation = this.generation + 1;
+    // Workers take the control process's generation number.
+    const generation = atGeneration ?? this.generation + 1;
 
     // 1. Bind listeners the new snapshot adds (the only step that can fail).
     const wanted = new Map<string, ClusterSpec>();
-    for (const c of snapshot.clusters.values()) {
-      if (c.listen.http) wanted.set(listenerKey(c, c.listen.http), c);
+    if (this.role !== 'control') {
+      for (const c of snapshot.clusters.values()) {
+        if (c.listen.http) wanted.set(listenerKey(c, c.listen.http), c);
+      }
     }
     const added: Listener[] = [];
     let newAdmin: AdminServer | undefined;
-    const adminChanged = !sameAddress(this.admin?.address, snapshot.admin?.listen);
+    const adminChanged = this.role !== 'worker' && !sameAddress(this.admin?.address, snapshot.admin?.listen);
     try {
       for (const [key, cluster] of wanted) {
         if (this.listeners.has(key)) continue;
@@ -132,11 +177,7 @@ export class Runtime {
       if (adminChanged && snapshot.admin) {
         if (this.admin) await this.admin.close(); // same port may be reused by the new address
         this.admin = undefined;
-        newAdmin = await AdminServer.start(snapshot.admin.listen, {
-          metrics: this.metrics,
-          generation: () => this.generation,
-          pools: () => this.describePools(),
-        });
+        newAdmin = await AdminServer.start(snapshot.admin, this.opts.adminSource ? this.opts.adminSource() : this.adminSource());
       }
     } catch (err) {
       for (const l of added) l.server.close();
@@ -150,24 +191,32 @@ export class Runtime {
     }
 
     // 2. Discovery and pools (keep state by service name).
-    if (!this.discovery) this.discovery = new Discovery(snapshot.discovery, this.log, this.opts.discovery);
-    else this.discovery.update(snapshot.discovery);
+    const worker = this.role === 'worker';
+    if (!worker) {
+      if (!this.discovery) this.discovery = new Discovery(snapshot.discovery, this.log, this.opts.discovery);
+      else this.discovery.update(snapshot.discovery);
+    }
     for (const spec of snapshot.services.values()) {
       const cur = this.services.get(spec.name);
       if (!cur) {
         const balancer = createBalancer(spec.balancer);
-        const pool = new Pool(spec, balancer, this.events);
+        const pool = new Pool(spec, balancer, this.events, { externalHealth: worker });
         const st: ServiceState = { spec, pool, balancer, budget: new RetryBudget(), unwatch: () => {} };
-        st.unwatch = this.discovery.watch(spec.name, spec.source, (members) => pool.setMembers(members));
+        if (worker) {
+          const given = state?.[spec.name];
+          if (given) this.feedMembers(pool, given);
+        } else {
+          st.unwatch = this.watch(spec, pool);
+        }
         this.services.set(spec.name, st);
       } else {
         if (JSON.stringify(cur.spec) !== JSON.stringify(spec)) {
           if (cur.spec.balancer !== spec.balancer) cur.balancer = createBalancer(spec.balancer);
           cur.pool.update(spec, cur.balancer);
         }
-        if (cur.spec.source !== spec.source) {
+        if (!worker && cur.spec.source !== spec.source) {
           cur.unwatch();
-          cur.unwatch = this.discovery.watch(spec.name, spec.source, (members) => cur.pool.setMembers(members));
+          cur.unwatch = this.watch(spec, cur.pool);
         }
         cur.spec = spec;
       }
@@ -186,6 +235,7 @@ export class Runtime {
     }
     this.snapshot = snapshot;
     this.generation = generation;
+    this.appliedAt = new Date().toISOString();
     this.metrics.reloads.inc({ result: 'applied' });
 
     // 5. Retire what the new snapshot dropped.
@@ -265,6 +315,67 @@ export class Runtime {
     }
     return out;
   }
+
+  private watch(spec: ServiceSpec, pool: Pool): () => void {
+    return this.discovery!.watch(spec.name, spec.source, (members) => {
+      pool.setMembers(members);
+      this.opts.onMembers?.(spec.name, memberStates(pool.backends));
+    });
+  }
+
+  private feedMembers(pool: Pool, members: readonly MemberState[]): void {
+    pool.setMembers(members);
+    for (const m of members) pool.setActiveHealth(backendKeyOf(m), m.active, m.reason);
+  }
+
+  /** worker role: the control process's member list for a service. */
+  setMembers(service: string, members: readonly MemberState[]): void {
+    const st = this.services.get(service);
+    if (st) this.feedMembers(st.pool, members);
+  }
+
+  /** worker role: a backend's active health as the control process checked it. */
+  setActiveHealth(service: string, key: string, active: MemberState['active'], reason: string): void {
+    this.services.get(service)?.pool.setActiveHealth(key, active, reason);
+  }
+
+  /** control role: every service's members with their health, for a new or re-applied worker. */
+  memberStates(): Record<string, MemberState[]> {
+    const out: Record<string, MemberState[]> = {};
+    for (const [name, st] of this.services) out[name] = memberStates(st.pool.backends);
+    return out;
+  }
+
+  /** The admin data of a standalone process. */
+  adminSource(): AdminSource {
+    return {
+      metricsText: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      configInfo: () => ({
+        generation: this.generation,
+        source: this.snapshot?.source ?? '',
+        appliedAt: this.appliedAt,
+        lastReload: this.lastReload,
+        workers: 0,
+      }),
+      snapshot: () => this.snapshot,
+      pools: async () => this.describePools(),
+      reload: async (trigger) => {
+        if (!this.opts.reload) {
+          const outcome: ReloadOutcome = { ok: false, generation: this.generation, errors: ['this runtime was started without a configuration directory to reload from'], trigger, at: new Date().toISOString() };
+          return outcome;
+        }
+        return this.opts.reload(trigger);
+      },
+    };
+  }
+
+  /** Reopen log files (SIGUSR1, after logrotate moved them). */
+  reopenLogs(): void {
+    this.accessLog?.reopen();
+  }
+
+  /** Set by whoever drives reloads, for the admin API's config info. */
+  lastReload: ReloadOutcome | null = null;
 
   describePools(): PoolDescription[] {
     const now = Date.now();

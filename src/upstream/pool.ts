@@ -98,12 +98,15 @@ export class Pool {
   /** Per backend: from when its ejection count may decay next. */
   private readonly decayFrom = new Map<Backend, number>();
   private closed = false;
+  /** Active health comes from elsewhere (a worker fed by the control process): run no checks. */
+  private readonly externalHealth: boolean;
 
-  constructor(spec: ServiceSpec, balancer: Balancer, events: PoolEvents = {}) {
+  constructor(spec: ServiceSpec, balancer: Balancer, events: PoolEvents = {}, options: { externalHealth?: boolean } = {}) {
     this.service = spec.name;
     this.spec = spec;
     this.balancer = balancer;
     this.events = events;
+    this.externalHealth = options.externalHealth ?? false;
     this.checker = new HealthChecker(spec.health, (b, r, changed) => this.onCheck(b, r, changed));
   }
 
@@ -149,9 +152,11 @@ export class Pool {
     }
     this.members = next;
     this.byKey = nextByKey;
-    for (const key of added) {
-      const b = nextByKey.get(key);
-      if (b) this.checker.add(b);
+    if (!this.externalHealth) {
+      for (const key of added) {
+        const b = nextByKey.get(key);
+        if (b) this.checker.add(b);
+      }
     }
     this.recompute(Date.now());
     if (added.length > 0 || removed.length > 0) this.emit(() => this.events.onMembersChange?.(this.service, added, removed));
@@ -178,7 +183,7 @@ export class Pool {
           b.lastCheckReason = 'not checked yet';
         }
       }
-      this.checker.setSpec(spec.health, this.members);
+      this.checker.setSpec(spec.health, this.externalHealth ? [] : this.members);
     }
     if (spec.passive.consecutiveFailures <= 0) {
       // Passive ejection turned off: lift current ejections at once.
@@ -275,6 +280,24 @@ export class Pool {
     clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     this.expiryTimerAt = Infinity;
+  }
+
+  /**
+   * Set a backend's active health as decided elsewhere (the control
+   * process's checks, handed to a worker). Unknown keys are ignored: the
+   * member list that names them arrives first.
+   */
+  setActiveHealth(key: string, state: Backend['active'], reason: string): void {
+    const b = this.byKey.get(key);
+    if (!b || b.active === state) {
+      if (b) b.lastCheckReason = reason;
+      return;
+    }
+    const wasRoutable = b.active !== 'unhealthy';
+    b.active = state;
+    b.lastCheckReason = reason;
+    if (wasRoutable !== (state !== 'unhealthy')) this.emit(() => this.events.onHealthChange?.(this.service, b, state !== 'unhealthy', reason));
+    this.recompute(Date.now());
   }
 
   private onCheck(backend: Backend, result: CheckResult, changed: boolean): void {

@@ -51,6 +51,8 @@ export interface LoadOptions {
   readonly events?: readonly { readonly atMs: number; readonly run: () => void | Promise<void> }[];
   /** Keep response bodies (default false: only status and headers). */
   readonly keepBodies?: boolean;
+  /** Pace the load to about this many requests per second in total (default: as fast as possible). */
+  readonly ratePerSecond?: number;
 }
 
 export interface LoadReport {
@@ -62,6 +64,8 @@ export interface LoadReport {
   readonly elapsedMs: number;
   /** Results whose status is not 2xx or that failed at transport level. */
   readonly failed: readonly LoadResult[];
+  /** TCP connections the clients opened (= concurrency when no keep-alive connection was lost). */
+  readonly connections: number;
 }
 
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
@@ -73,6 +77,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const start = Date.now();
   const results: LoadResult[] = [];
   let sent = 0;
+  const seen = new WeakSet<object>();
+  let connections = 0;
+  // Per client: one request every `gapMs` (0 = back to back).
+  const gapMs = o.ratePerSecond ? (concurrency * 1000) / o.ratePerSecond : 0;
 
   const timers: NodeJS.Timeout[] = [];
   const eventRuns: Promise<void>[] = [];
@@ -108,6 +116,12 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
           res.on('error', (e: Error & { code?: string }) => done(0, e.code ?? e.message, res.headers, ''));
         },
       );
+      req.on('socket', (sock) => {
+        if (!seen.has(sock)) {
+          seen.add(sock);
+          connections++;
+        }
+      });
       req.on('timeout', () => req.destroy(Object.assign(new Error('request timeout'), { code: 'LOAD_TIMEOUT' })));
       req.on('error', (e: Error & { code?: string }) => done(0, e.code ?? e.message, {}, ''));
       req.end(body);
@@ -118,9 +132,16 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     // One socket per client: N clients = N keep-alive connections.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     try {
+      // Stagger clients so a paced load is spread evenly.
+      if (gapMs > 0) await new Promise((r) => setTimeout(r, (gapMs * id) / concurrency));
+      const clientStart = Date.now();
       for (let seq = 0; sent < maxRequests && Date.now() - start < durationMs; seq++) {
         const n = sent++;
         results.push(await one(agent, id, seq, n));
+        if (gapMs > 0) {
+          const wait = clientStart + (seq + 1) * gapMs - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        }
       }
     } finally {
       agent.destroy();
@@ -139,7 +160,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     else statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
     if (r.error || r.status < 200 || r.status > 299) failed.push(r);
   }
-  return { results, statuses, errors, total: results.length, elapsedMs: Date.now() - start, failed };
+  return { results, statuses, errors, total: results.length, elapsedMs: Date.now() - start, failed, connections };
 }
 
 /** "200×1234 502×3 ECONNRESET×1" for assertion messages and diagnostics. */
