@@ -51,6 +51,17 @@ function num(n: number): number {
   return Number.isFinite(n) ? n : 0;
 }
 
+// Under load many requests start in the same millisecond: format it once.
+let isoMs = NaN;
+let isoText = '';
+function isoTime(ms: number): string {
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
+}
+
 function authorizationScheme(value: string): string {
   const sp = value.indexOf(' ');
   // No space: no scheme, the whole value may be a bare credential.
@@ -114,7 +125,7 @@ export function accessLogLine(rec: RequestRecord, omit: readonly LogOmit[]): str
     }
   }
 
-  let s = '{"@timestamp":"' + new Date(num(rec.startMs)).toISOString() + '","ecs":{"version":"' + ECS_VERSION + '"}';
+  let s = '{"@timestamp":"' + isoTime(num(rec.startMs)) + '","ecs":{"version":"' + ECS_VERSION + '"}';
   s += ',"event":{"duration":' + Math.round(num(rec.durationMs) * 1e6) + '}';
   s += ',"client":{"ip":' + str(rec.clientIp) + ',"port":' + num(rec.clientPort) + '}';
 
@@ -187,17 +198,29 @@ export class AccessLog {
   /** The destination is closed, or its file never opened. */
   private gone = false;
   private droppedLines = 0;
+  /** The file has been opened once. */
+  private ready: boolean;
+  /** Lines handed over while the file was still being opened (lost if it never opens). */
+  private linesBeforeReady = 0;
 
   private constructor(file: string, dest: Destination, batchLimit: number, onError: (err: Error) => void) {
     this.path = file;
     this.dest = dest;
     this.batchLimit = batchLimit;
-    let ready = file === 'stdout';
-    dest.once('ready', () => (ready = true));
+    this.ready = file === 'stdout';
+    dest.once('ready', () => {
+      this.ready = true;
+      this.linesBeforeReady = 0;
+    });
+    let lastError: Error | undefined;
     dest.on('error', (err: Error) => {
-      if (!ready) {
+      // pino's own listener re-emits each error once; report it once.
+      if (err === lastError) return;
+      lastError = err;
+      if (!this.ready) {
         // The file never opened: nothing can be written, and pino's exit hook must not try.
         this.gone = true;
+        this.droppedLines += this.linesBeforeReady;
         dest.flushSync = () => {};
       }
       onError(err);
@@ -269,6 +292,7 @@ export class AccessLog {
     try {
       this.dest.write(batch);
       this.dirty = true;
+      if (!this.ready) this.linesBeforeReady += lines;
     } catch {
       // Only if the destination was torn down under us (process exit).
       this.droppedLines += lines;

@@ -80,7 +80,7 @@ export function formatExplanation(e: Explanation): string {
     const state = e.panic.inPanic === undefined ? '' : e.panic.inPanic ? 'IN PANIC now, ' : 'not in panic, ';
     lines.push(['panic', `${state}threshold ${e.panic.thresholdPercent}%, mode ${e.panic.mode}`]);
   }
-  if (e.retries) lines.push(['retries', `${r.method} ${e.retries.idempotent ? 'is' : 'is not'} idempotent; up to ${e.retries.attempts} more tries, budget ${e.retries.budgetPercent}% (min ${e.retries.minConcurrency})`]);
+  if (e.retries) lines.push(['retries', `${r.method} ${e.retries.idempotent ? 'is' : 'is not'} idempotent; up to ${e.retries.attempts} more ${e.retries.attempts === 1 ? 'try' : 'tries'}, budget ${e.retries.budgetPercent}% (min ${e.retries.minConcurrency})`]);
   lines.push(['forwarding', `${e.forwarding.trustedPeer ? 'trusted proxy' : 'untrusted client'}: X-Forwarded-For ${e.forwarding.xForwardedFor}`]);
   const t = e.timeouts;
   lines.push(['timeouts', `request-header ${formatDuration(t.requestHeaderMs)}, client-idle ${formatDuration(t.clientIdleMs)}, connect ${formatDuration(t.connectMs)}, response ${formatDuration(t.responseMs)}, upstream-idle ${formatDuration(t.upstreamIdleMs)}`]);
@@ -153,7 +153,7 @@ export async function run(argv: string[]): Promise<number> {
   if (port !== undefined) {
     const on = clustersOnPort(snapshot, port);
     if (on.length === 0) return usage(`no cluster listens on port ${port}`);
-    if (on.length > 1) return usage(`clusters ${on.join(', ')} listen on port ${port} (on different addresses): use --cluster`);
+    if (on.length > 1) return usage(`clusters ${on.join(', ')} all listen on port ${port}: use --cluster`);
     cluster = on[0];
   }
 

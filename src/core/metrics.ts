@@ -368,7 +368,7 @@ export interface ClusterMetricsText {
  */
 export async function clusterMetricsText(control: Registry, opts: { timeoutMs?: number } = {}): Promise<ClusterMetricsText> {
   const timeoutMs = opts.timeoutMs ?? 2000;
-  const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+  const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected() && !w.isDead());
   const id = ++scrapeId;
   const [own, ...answers] = await Promise.all([control.getMetricsAsJSON(), ...workers.map((w) => askWorker(w, id, timeoutMs))]);
   const got = answers.filter((a): a is unknown[] => a !== undefined);

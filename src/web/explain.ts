@@ -21,7 +21,7 @@ import { formatDuration } from '../config/values.js';
 import type { PickResult } from '../upstream/types.js';
 import { ParseError, parseRequestHead } from './http1.js';
 import type { HeadLimits, RequestHead } from './http1.js';
-import { RetryBudget } from './proxy.js';
+import { IDEMPOTENT, RetryBudget } from './proxy.js';
 import type { ListenerRoutes, PoolLike, SiteRoute } from './proxy.js';
 import { compileListenerRoutes, findRoute } from './routes.js';
 
@@ -87,13 +87,6 @@ export interface Explanation {
 
 /** Thrown for a request explain cannot place (e.g. an unknown cluster); the CLI reports it as a usage error. */
 export class ExplainInputError extends Error {}
-
-/**
- * The proxy's retry rule (src/web/proxy.ts `upstreamFailed`): idempotent
- * methods may be retried after a reset with nothing sent or received.
- * Kept equal to proxy.ts's IDEMPOTENT; the agreement test checks it.
- */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 const NEVER_PICKED: PickResult = Object.freeze({ ok: false, error: 'NO_BACKEND' });
 
@@ -288,13 +281,14 @@ export function explainRequest(snapshot: Snapshot, req: ExplainInput, live?: rea
   // 4. Retries: the rule the proxy applies when an attempt fails.
   const idempotent = IDEMPOTENT.has(head.method);
   const rs = route.retries;
+  const times = rs.attempts === 1 ? '1 more time' : `${rs.attempts} more times`;
   const budget = `within the retry budget (${rs.budgetPercent}% of requests in flight to ${spec.name}, always at least ${rs.minRetryConcurrency})`;
   const whenAllowed =
     rs.attempts === 0
       ? 'never: retries.attempts is 0'
       : idempotent
-        ? `up to ${rs.attempts} more times on other backends when the connection failed (refused, unreachable, connect timeout) or was reset before any response byte with no body byte sent; never after a response byte or on a response timeout; ${budget} (refused connections do not draw on it)`
-        : `up to ${rs.attempts} more times on other backends only when the request cannot have reached a backend (connection refused, unreachable, connect timeout); never once it may have reached one`;
+        ? `up to ${times} on other backends when the connection failed (refused, unreachable, connect timeout) or was reset before any response byte with no body byte sent; never after a response byte or on a response timeout; ${budget} (refused connections do not draw on it)`
+        : `up to ${times} on other backends only when the request cannot have reached a backend (connection refused, unreachable, connect timeout); never once it may have reached one`;
   const retries = { idempotent, attempts: rs.attempts, budgetPercent: rs.budgetPercent, minConcurrency: rs.minRetryConcurrency, whenAllowed };
   reasons.push(rs.attempts === 0 ? `service ${spec.name} has retries.attempts 0: a failed attempt is never retried` : `${head.method} is ${idempotent ? '' : 'not '}idempotent: it may be retried ${whenAllowed}`);
 

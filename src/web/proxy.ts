@@ -121,7 +121,8 @@ export interface ListenerState {
 }
 
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Methods that may be retried after a reset (RFC 9110 §9.2.2); `perimeter explain` uses the same set. */
+export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** Client-sent values of these are dropped unless the peer is a trusted proxy. */
 const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'x-request-id']);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

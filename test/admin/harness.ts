@@ -80,19 +80,19 @@ export async function startAdminPerimeter(files: ConfigFiles): Promise<AdminPeri
   const dir = await mkdtemp(join(tmpdir(), 'perimeter-admin-test-'));
   await writeConfig(dir, files);
   const { log, lines } = captureLog();
-  let runtime: Runtime | undefined;
+  const loaded = await loadConfig(dir);
+  if (!loaded.ok) throw new Error('test config invalid:\n' + loaded.issues.map(formatIssue).join('\n'));
   // What the run command does on a reload: load, then apply or refuse; the old configuration keeps serving.
   const reload = async (trigger: ReloadTrigger): Promise<ReloadOutcome> => {
-    const rt = runtime!;
     const at = new Date().toISOString();
-    const loaded = await loadConfig(dir);
+    const next = await loadConfig(dir);
     let outcome: ReloadOutcome;
-    if (!loaded.ok) {
+    if (!next.ok) {
       rt.metrics.reloads.inc({ result: 'refused' });
-      outcome = { ok: false, generation: rt.generation, errors: loaded.issues.map(formatIssue), trigger, at };
+      outcome = { ok: false, generation: rt.generation, errors: next.issues.map(formatIssue), trigger, at };
     } else {
       try {
-        await rt.apply(loaded.snapshot);
+        await rt.apply(next.snapshot);
         outcome = { ok: true, generation: rt.generation, errors: [], trigger, at };
       } catch (err) {
         outcome = { ok: false, generation: rt.generation, errors: [String(err)], trigger, at };
@@ -101,11 +101,8 @@ export async function startAdminPerimeter(files: ConfigFiles): Promise<AdminPeri
     rt.lastReload = outcome;
     return outcome;
   };
-  const loaded = await loadConfig(dir);
-  if (!loaded.ok) throw new Error('test config invalid:\n' + loaded.issues.map(formatIssue).join('\n'));
-  runtime = new Runtime({ log, reload, discovery: { filePollMs: 200, fileDebounceMs: 20 } });
-  await runtime.apply(loaded.snapshot);
-  const rt = runtime;
+  const rt = new Runtime({ log, reload, discovery: { filePollMs: 200, fileDebounceMs: 20 } });
+  await rt.apply(loaded.snapshot);
   const web = rt.bound().find((b) => b.cluster === 'web');
   return {
     dir,

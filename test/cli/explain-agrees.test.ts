@@ -219,4 +219,11 @@ down.example.com:
       assert.equal(got.headers['x-forwarded-for'], xff);
     });
   }
+
+  // The text form shows the live panic state and the fail-fast answer.
+  const text = await perimeter(['explain', p.dir, '--host', 'down.example.com', '--admin', admin]);
+  assert.equal(text.code, 1);
+  assert.match(text.stdout, /^outcome +perimeter answers 503 PRM_PANIC_FAIL_FAST$/m);
+  assert.match(text.stdout, /^panic +IN PANIC now, threshold 50%, mode fail$/m);
+  assert.match(text.stdout, new RegExp(`^backends +127\\.0\\.0\\.1:${gone.port} +weight 1 +unhealthy`, 'm'));
 });
