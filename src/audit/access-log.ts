@@ -3,9 +3,9 @@
  * names as nested objects (what Filebeat, Vector and Fluent Bit expect), the
  * cluster's log policy applied. docs/logging.md lists every field.
  *
- * Writes never block the request path: lines go to a SonicBoom (pino's
- * destination) that batches them in memory and writes whole lines with
- * O_APPEND, so several worker processes can share one file.
+ * Writes never block the request path: lines are batched in memory and
+ * handed to a SonicBoom (pino's destination), which writes whole lines
+ * asynchronously with O_APPEND, so several worker processes share one file.
  */
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';

@@ -23,6 +23,7 @@ import type { PoolDescription } from '../upstream/pool.js';
 import type { Logger } from './log.js';
 import { Runtime, type MemberState } from './runtime.js';
 import { encodeSnapshot } from './wire.js';
+import { clusterMetricsText } from './metrics.js';
 import { isFromWorker, type FromWorker, type ToWorker } from './ipc.js';
 
 export interface ControlOptions {
@@ -295,10 +296,8 @@ export class Control {
   }
 
   private async metricsText(): Promise<{ contentType: string; body: string }> {
-    const m = await import('./metrics.js');
-    const fn = (m as { clusterMetricsText?: (r: unknown) => Promise<{ contentType: string; body: string }> }).clusterMetricsText;
-    if (fn) return fn(this.runtime.metrics.registry);
-    return { contentType: this.runtime.metrics.registry.contentType, body: await this.runtime.metrics.registry.metrics() };
+    const { contentType, body } = await clusterMetricsText(this.runtime.metrics.registry);
+    return { contentType, body };
   }
 
   /**

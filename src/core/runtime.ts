@@ -94,7 +94,8 @@ function memberStates(backends: readonly Backend[]): MemberState[] {
 
 function sameAddress(a: ListenAddress | undefined, b: ListenAddress | undefined): boolean {
   if (!a || !b) return a === b;
-  return a.host === b.host && a.port === b.port && a.port !== 0;
+  // Port 0 stays "the same" across reloads: the admin listener keeps its port.
+  return a.host === b.host && a.port === b.port;
 }
 
 export class Runtime {
@@ -120,7 +121,9 @@ export class Runtime {
     this.log = opts.log;
     this.role = opts.role ?? 'standalone';
     const log = this.log;
-    const metrics = (this.metrics = new Metrics({ generation: () => this.generation, pools: () => this.describePools() }));
+    // The control process's pools carry no traffic: request-side backend
+    // gauges come from the workers only.
+    const metrics = (this.metrics = new Metrics({ generation: () => this.generation, pools: () => (this.role === 'control' ? [] : this.describePools()) }));
     const sink = opts.onRecord;
     this.onRecord = sink
       ? (rec) => {
@@ -177,13 +180,14 @@ export class Runtime {
       if (adminChanged && snapshot.admin) {
         if (this.admin) await this.admin.close(); // same port may be reused by the new address
         this.admin = undefined;
-        newAdmin = await AdminServer.start(snapshot.admin, this.opts.adminSource ? this.opts.adminSource() : this.adminSource());
+        newAdmin = await AdminServer.start(snapshot.admin, this.opts.adminSource ? this.opts.adminSource() : this.adminSource(), { log: this.log });
       }
     } catch (err) {
       for (const l of added) l.server.close();
       this.metrics.reloads.inc({ result: 'refused' });
       throw err;
     }
+    if (!adminChanged && this.role !== 'worker' && this.admin && snapshot.admin) this.admin.update(snapshot.admin);
     if (adminChanged) {
       if (this.admin) await this.admin.close();
       this.admin = newAdmin;

@@ -8,6 +8,7 @@ import cluster from 'node:cluster';
 import { createLogger } from './log.js';
 import { Runtime } from './runtime.js';
 import { decodeSnapshot } from './wire.js';
+import { serveWorkerMetrics } from './metrics.js';
 import { isToWorker, type FromWorker, type ToWorker } from './ipc.js';
 
 function send(m: FromWorker): void {
@@ -18,6 +19,7 @@ export async function runWorker(): Promise<void> {
   if (!cluster.isWorker) throw new Error('runWorker() must run in a cluster worker');
   const log = createLogger({ level: process.env.PERIMETER_LOG_LEVEL }).child({ worker: cluster.worker?.id });
   const runtime = new Runtime({ log, role: 'worker' });
+  serveWorkerMetrics(runtime.metrics.registry);
   let draining = false;
 
   const drain = (deadlineMs: number, why: string): void => {

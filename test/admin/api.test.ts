@@ -136,4 +136,3 @@ test('POST /api/reload applies a changed configuration (200) and refuses a broke
   assert.ok(Math.abs(at - Date.now() / 1000) < 60, `timestamp ${at}`);
 });
 
-test('POST /api/reload through test/helpers/perimeter.ts (the run command\'s reload)', { todo: 'startPerimeter does not pass a reload driver to the runtime yet' }, () => {});

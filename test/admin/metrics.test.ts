@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startUpstream } from '../helpers/upstream.js';
 import { webConfig } from '../web/fixtures.js';
-import { LATENCY_BUCKETS_SECONDS } from '../../src/core/metrics.js';
+import { readFileSync } from 'node:fs';
+import { Registry } from 'prom-client';
+import { clusterMetricsText, LATENCY_BUCKETS_SECONDS, Metrics } from '../../src/core/metrics.js';
 import { duplicateFamilies, request, sample, startAdminPerimeter, withAdmin } from './harness.js';
 
 const WWW = 'cluster="web",site="www.example.com"';
@@ -73,4 +75,12 @@ test('metrics: 5xx from perimeter count by error code; retries count per site', 
   assert.equal(sample(m, 'perimeter_errors_total', 'cluster="web",code="PRM_UPSTREAM_CONNECT"'), 1);
   assert.equal(sample(m, 'perimeter_requests_total', 'cluster="web",site="gone.example.com",code="5xx"'), 1);
   assert.equal(sample(m, 'perimeter_upstream_duration_seconds_count', 'cluster="web",site="gone.example.com"'), 1);
+});
+
+test('docs/operations.md documents every metric', async () => {
+  const doc = readFileSync('docs/operations.md', 'utf8');
+  const names = (await new Metrics({ generation: () => 1, pools: () => [] }).registry.getMetricsAsJSON()).map((m) => m.name);
+  names.push((await clusterMetricsText(new Registry())).body.match(/^# TYPE (perimeter_metrics_\w+)/m)![1]!);
+  assert.ok(names.length >= 20, names.join(', '));
+  for (const name of names) assert.ok(doc.includes(`| \`${name}\` |`), `docs/operations.md has no row for ${name}`);
 });
