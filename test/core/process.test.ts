@@ -224,3 +224,44 @@ test('SIGTERM under load: every request sent before the signal completes; exit w
   // In-flight requests (300 ms each) finished: the drain did wait for them.
   assert.ok(exit.at - signalAt >= 100, `exited too early (${exit.at - signalAt} ms)`);
 });
+
+test('with workers, /metrics adds up every worker and /api/pools merges their views', { timeout: 60_000 }, async (t) => {
+  const a = await startUpstream({ name: 'a' });
+  const b = await startUpstream({ name: 'b' });
+  const port = await freePort();
+  const adminPort = await freePort();
+  const dir = await configDir(
+    platform(port, { app: [a.port, b.port] }, `admin:\n  listen: "127.0.0.1:${adminPort}"\naccess-log:\n  path: "off"\n`),
+    { 'a.yaml': 'www.example.com:\n  service: app\n' },
+  );
+  const p = runPerimeter(dir, ['--workers', '2', '--no-watch']);
+  t.after(async () => {
+    p.kill('SIGKILL');
+    await a.close();
+    await b.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  await p.waitForLog((l) => l.event?.action === 'workers-started');
+  const report = await runLoad({ port, host: 'www.example.com', concurrency: 8, maxRequests: 400 });
+  assert.equal(report.failed.length, 0, summarize(report));
+  const get = (path: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: adminPort, path }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve(text));
+      }).on('error', reject);
+    });
+  const metrics = await get('/metrics');
+  const m = /perimeter_requests_total\{cluster="web",site="www.example.com",code="2xx"\} (\d+)/.exec(metrics);
+  assert.equal(Number(m?.[1]), 400, 'request counters of both workers add up');
+  const pools = JSON.parse(await get('/api/pools')) as { pools: { service: string; backends: { key: string; scoreReason: string }[] }[] };
+  const app = pools.pools.find((x) => x.service === 'app')!;
+  assert.equal(app.backends.length, 2);
+  // Both workers served traffic (connections are spread over them), and each reports its own view.
+  assert.ok(app.backends.every((x) => /worker \d+: .*worker \d+: /.test(x.scoreReason)), JSON.stringify(app.backends));
+  const config = JSON.parse(await get('/api/config')) as { workers: number; generation: number };
+  assert.equal(config.workers, 2);
+  assert.equal(config.generation, 1);
+});
