@@ -8,7 +8,7 @@
  * connections (by backend key), retry budgets (by service).
  */
 import net from 'node:net';
-import type { ClusterSpec, ListenAddress, ServiceSpec, Snapshot } from '../config/types.js';
+import type { ClusterSpec, ListenAddress, LogOmit, ServiceSpec, Snapshot } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
 import { createBalancer } from '../upstream/balancers.js';
 import { Discovery, type DiscoveryOptions } from '../upstream/discovery/index.js';
@@ -18,6 +18,7 @@ import { handleConnection, RetryBudget, type ListenerRoutes, type ListenerState,
 import { compileListenerRoutes } from '../web/routes.js';
 import { ConnPools } from '../web/upstream-conn.js';
 import type { Logger } from './log.js';
+import { AccessLog } from '../audit/access-log.js';
 import { Metrics } from './metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { PoolDescription } from '../upstream/pool.js';
@@ -84,6 +85,8 @@ function listenerKey(cluster: ClusterSpec, addr: ListenAddress): string {
   return addr.port === 0 ? `${cluster.name}@${addr.host}:0` : `${addr.host || '*'}:${addr.port}`;
 }
 
+const STRICTEST_LOG: readonly LogOmit[] = Object.freeze(['query', 'cookies', 'authorization']);
+
 function backendKeyOf(m: { host: string; port: number }): string {
   return m.host.includes(':') ? `[${m.host}]:${m.port}` : `${m.host}:${m.port}`;
 }
@@ -113,7 +116,7 @@ export class Runtime {
   readonly role: RuntimeRole;
   admin: AdminServer | undefined;
   appliedAt = '';
-  private accessLog: { reopen(): void } | undefined;
+  private accessLog: AccessLog | undefined;
   private readonly onRecord: (rec: RequestRecord) => void;
 
   constructor(opts: RuntimeOptions) {
@@ -125,12 +128,13 @@ export class Runtime {
     // gauges come from the workers only.
     const metrics = (this.metrics = new Metrics({ generation: () => this.generation, pools: () => (this.role === 'control' ? [] : this.describePools()) }));
     const sink = opts.onRecord;
-    this.onRecord = sink
-      ? (rec) => {
-          metrics.onRecord(rec);
-          sink(rec);
-        }
-      : (rec) => metrics.onRecord(rec);
+    this.onRecord = (rec) => {
+      metrics.onRecord(rec);
+      const log = this.accessLog;
+      // A cluster removed by a reload mid-request gets the strictest policy.
+      if (log) log.write(rec, this.snapshot?.clusters.get(rec.cluster)?.logOmit ?? STRICTEST_LOG);
+      if (sink) sink(rec);
+    };
     this.events = {
       onHealthChange: (service, b, healthy, reason) => {
         metrics.healthTransitions.inc({ service, to: healthy ? 'healthy' : 'unhealthy' });
@@ -171,6 +175,8 @@ export class Runtime {
     }
     const added: Listener[] = [];
     let newAdmin: AdminServer | undefined;
+    let newAccessLog: AccessLog | undefined;
+    let accessLogChanged = false;
     const adminChanged = this.role !== 'worker' && !sameAddress(this.admin?.address, snapshot.admin?.listen);
     try {
       for (const [key, cluster] of wanted) {
@@ -182,10 +188,24 @@ export class Runtime {
         this.admin = undefined;
         newAdmin = await AdminServer.start(snapshot.admin, this.opts.adminSource ? this.opts.adminSource() : this.adminSource(), { log: this.log });
       }
+      // The access log (data-plane processes): a path that cannot be opened refuses the config.
+      if (this.role !== 'control') {
+        const want = snapshot.accessLog?.path;
+        if (want !== this.accessLog?.path) {
+          newAccessLog = want ? AccessLog.open(want, { onError: (err) => this.log.error({ err, event: { action: 'access-log-error' } }, `access log ${want}: ${err.message}`) }) : undefined;
+          accessLogChanged = true;
+        }
+      }
     } catch (err) {
       for (const l of added) l.server.close();
+      if (newAdmin) await newAdmin.close();
       this.metrics.reloads.inc({ result: 'refused' });
       throw err;
+    }
+    if (accessLogChanged) {
+      const old = this.accessLog;
+      this.accessLog = newAccessLog;
+      if (old) void old.close();
     }
     if (!adminChanged && this.role !== 'worker' && this.admin && snapshot.admin) this.admin.update(snapshot.admin);
     if (adminChanged) {
@@ -412,5 +432,6 @@ export class Runtime {
     this.discovery?.close();
     this.connPools.closeAll();
     if (this.admin) await this.admin.close();
+    if (this.accessLog) await this.accessLog.close();
   }
 }

@@ -108,7 +108,7 @@ function splitHeaderLines(head: string, count: number, headers: Header[], maxCou
     const colon = line.indexOf(':');
     if (colon <= 0) throw new ParseError(Errors.BAD_HEADER, 'header line without a name and colon');
     const rawName = line.slice(0, colon);
-    if (!TOKEN.test(rawName)) throw new ParseError(Errors.BAD_HEADER, `invalid header name ${JSON.stringify(rawName.slice(0, 40))}`);
+    if (!TOKEN.test(rawName)) throw new ParseError(Errors.BAD_HEADER, 'invalid header name'); // never quoted: it could carry a secret into the log
     let vs = colon + 1;
     let ve = line.length;
     while (vs < ve && (line.charCodeAt(vs) === 0x20 || line.charCodeAt(vs) === 0x09)) vs++;

@@ -15,7 +15,6 @@ import { runLoad } from '../helpers/load.js';
 import { freePort, runPerimeter, type RunningPerimeter } from '../helpers/cli.js';
 
 /** Remove once the runtime opens snapshot.accessLog and writes each record with its cluster's policy. */
-const WIRING = { todo: 'runtime wiring by lead' } as const;
 
 interface Line {
   readonly url?: { readonly domain?: string; readonly path?: string; readonly query?: string };
@@ -94,7 +93,7 @@ discovery:
   return { p, file, webPort, payPort };
 }
 
-test('the payment cluster logs no query, cookie or authorization value; the web cluster logs the query but no cookie or authorization value', { timeout: 30_000, ...WIRING }, async (t) => {
+test('the payment cluster logs no query, cookie or authorization value; the web cluster logs the query but no cookie or authorization value', { timeout: 30_000}, async (t) => {
   const { p, file, webPort, payPort } = await start(t, true);
   const secrets = { query: 'card=4111111111111111&cvv=737', cookie: 'session=SECRETCOOKIE', token: 'TOKENVALUE' };
   const headers = {
@@ -126,7 +125,7 @@ test('the payment cluster logs no query, cookie or authorization value; the web 
   assert.equal(web.perimeter.authorization_scheme, 'Bearer');
 });
 
-test('every request of a load run is in the access log, across a logrotate rename and SIGUSR1 mid-run', { timeout: 40_000, ...WIRING }, async (t) => {
+test('every request of a load run is in the access log, across a logrotate rename and SIGUSR1 mid-run', { timeout: 40_000}, async (t) => {
   const { p, file, webPort } = await start(t, false);
   const report = await runLoad({
     port: webPort,

@@ -33,7 +33,7 @@ discovery:
 ${Object.entries(services)
   .map(([n, ps]) => `    ${n}: [${ps.map((p) => `"127.0.0.1:${p}"`).join(', ')}]`)
   .join('\n')}
-${extra}`;
+${extra.includes('access-log') ? '' : 'access-log:\n  path: "off"\n'}${extra}`;
 }
 
 async function startWsBackend(): Promise<{ port: number; close(): void }> {

@@ -15,7 +15,9 @@ const update = process.env.UPDATE_GOLDEN === '1';
 
 /** Machine-specific absolute paths become "<config>" so the files can be committed. */
 function normalize(json: unknown, configDir: string): string {
-  return JSON.stringify(json, null, 2).split(JSON.stringify(configDir).slice(1, -1)).join('<config>') + '\n';
+  // The config directory first: it sits inside the working directory.
+  const text = JSON.stringify(json, null, 2).split(JSON.stringify(configDir).slice(1, -1)).join('<config>');
+  return text.split(JSON.stringify(process.cwd()).slice(1, -1)).join('<cwd>') + '\n';
 }
 
 const cases = readdirSync(here, { withFileTypes: true })

@@ -21,6 +21,8 @@ ${o.defaults ?? ''}
 discovery:
   static:
 ${svc}
+access-log:
+  path: "off"
 `;
   let site = '';
   for (const [host, v] of Object.entries(o.sites)) {
