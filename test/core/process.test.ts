@@ -265,3 +265,36 @@ test('with workers, /metrics adds up every worker and /api/pools merges their vi
   assert.equal(config.workers, 2);
   assert.equal(config.generation, 1);
 });
+
+test('a change in the configuration directory reloads by itself; health checks run once, in the control process', { timeout: 60_000 }, async (t) => {
+  const app = await startUpstream({ name: 'app' });
+  const port = await freePort();
+  const health = 'defaults:\n  health: { type: http, path: /healthz, interval: 200ms, timeout: 100ms }\n';
+  const dir = await configDir(platform(port, { app: [app.port] }).replace('defaults:\n  health: { type: none }\n', health), {
+    'a.yaml': 'www.example.com:\n  service: app\n',
+  });
+  const p = runPerimeter(dir, ['--workers', '2']);
+  t.after(async () => {
+    p.kill('SIGKILL');
+    await app.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  await p.waitForLog((l) => l.event?.action === 'workers-started');
+  // Two workers, one checker: about 1 check per 200 ms, not 3.
+  const c0 = app.healthChecks;
+  await new Promise((r) => setTimeout(r, 2000));
+  const checks = app.healthChecks - c0;
+  assert.ok(checks >= 6 && checks <= 14, `${checks} health checks in 2 s at a 200 ms interval`);
+
+  const before = p.lines.length;
+  await writeFile(join(dir, 'sites', 'b.yaml'), 'new.example.com:\n  service: app\n');
+  const l = await p.waitForLog((x) => p.lines.indexOf(x) >= before && x.event?.action === 'config-reloaded', 5000);
+  assert.equal(l.trigger, 'watch');
+  const status = await new Promise<number>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/', headers: { host: 'new.example.com' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on('error', reject);
+  });
+  assert.equal(status, 200);
+});
