@@ -31,14 +31,16 @@ export function siteInventory(snapshot: Snapshot): SiteRow[] {
     const cluster = snapshot.clusters.get(site.cluster);
     const listeners: string[] = [];
     if (cluster?.listen.http) listeners.push(`http://${addr(cluster.listen.http.host, cluster.listen.http.port)}`);
+    if (cluster?.listen.https) listeners.push(`https://${addr(cluster.listen.https.host, cluster.listen.https.port)}`);
+    const t = cluster?.tls;
     rows.push({
       host: site.host,
       cluster: site.cluster,
       service: site.service,
       owner: site.owner,
       listeners,
-      tls: 'none (no https listener)',
-      hsts: 'off (needs TLS)',
+      tls: t ? `${t.minVersion === 'TLSv1.3' ? 'TLS 1.3' : 'TLS 1.2+1.3'}${t.redirect && cluster?.listen.http ? ', http redirects' : ''}` : 'none (no https listener)',
+      hsts: t ? `max-age=${t.hstsMaxAgeS}${t.hstsIncludeSubdomains ? '; includeSubDomains' : ''}${t.hstsPreload ? '; preload' : ''}` : 'off (needs TLS)',
       file: site.pos.file,
       line: site.pos.line,
       column: site.pos.column,

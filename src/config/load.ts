@@ -5,7 +5,8 @@
  * zod schemas of ./schema.ts; then names and references are cross-checked
  * and defaults merged (built-in ← defaults ← cluster / service ← site).
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
@@ -28,6 +29,7 @@ import type {
   Snapshot,
   StaticBackend,
   TimeoutSpec,
+  TlsSpec,
 } from './types.js';
 import {
   platformKeys,
@@ -40,6 +42,8 @@ import {
   type SiteWire,
 } from './schema.js';
 import { closest, didYouMean } from './suggest.js';
+import type { GeoSpec } from './types.js';
+import { builtinAsnDb, builtinCountryDb, ASN_PACKAGE, COUNTRY_PACKAGE } from '../geo/builtin.js';
 import { checkDnsName, describe, formatDuration, parseCidr, parseDuration, parseHostPort, parsePercent, parseSize, parseStatusRanges, parseSiteHost } from './values.js';
 
 export type LoadResult = { ok: true; snapshot: Snapshot; warnings: ConfigIssue[] } | { ok: false; issues: ConfigIssue[] };
@@ -707,26 +711,60 @@ function compilePlatform(dir: string, f: SourceFile, p: PlatformWire, out: Issue
     if (!clusterNamePattern.test(name)) {
       out.error(f.rel, keyPos, `cluster name '${name}' may only hold lower-case letters, digits and inner hyphens`, `rename it, e.g. '${name.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'web'}'`);
     }
-    let http: ListenAddress | undefined;
-    if (c.listen.http !== undefined) {
-      const r = parseHostPort(c.listen.http, 'listen address', { hostRequired: false, hostRule: 'any', allowZero: true });
-      if (r.ok) {
-        http = r.value;
-        const pos = f.valuePos(['clusters', name, 'listen', 'http']);
-        // Port 0 asks the OS for a free port (tests): never a clash.
-        const clash = listeners.find((l) => http!.port !== 0 && l.addr.port === http!.port && (l.addr.host === http!.host || isWildcard(l.addr.host) || isWildcard(http!.host)));
-        if (clash) {
-          out.error(
-            f.rel,
-            pos,
-            `listen address '${c.listen.http}' of cluster '${name}' overlaps '${listenText(clash.addr)}' of cluster '${clash.cluster}' (${f.rel}:${clash.pos.line}:${clash.pos.column})`,
-            'give each cluster its own port or address',
-          );
-        }
-        listeners.push({ addr: http, cluster: name, pos });
+    const listenOne = (proto: 'http' | 'https'): ListenAddress | undefined => {
+      const text = c.listen[proto];
+      if (text === undefined) return undefined;
+      const r = parseHostPort(text, 'listen address', { hostRequired: false, hostRule: 'any', allowZero: true });
+      if (!r.ok) return undefined;
+      const addr = r.value;
+      const pos = f.valuePos(['clusters', name, 'listen', proto]);
+      // Port 0 asks the OS for a free port (tests): never a clash.
+      const clash = listeners.find((l) => addr.port !== 0 && l.addr.port === addr.port && (l.addr.host === addr.host || isWildcard(l.addr.host) || isWildcard(addr.host)));
+      if (clash) {
+        out.error(
+          f.rel,
+          pos,
+          `listen address '${text}' of cluster '${name}' overlaps '${listenText(clash.addr)}' of cluster '${clash.cluster}' (${f.rel}:${clash.pos.line}:${clash.pos.column})`,
+          'give each listener its own port or address',
+        );
       }
-    } else {
-      out.error(f.rel, f.keyPos(['clusters', name, 'listen']), `cluster '${name}' has no listener`, "add 'http: \":8080\"' under listen");
+      listeners.push({ addr, cluster: name, pos });
+      return addr;
+    };
+    const http = listenOne('http');
+    const https = listenOne('https');
+    if (c.listen.http === undefined && c.listen.https === undefined) {
+      out.error(f.rel, f.keyPos(['clusters', name, 'listen']), `cluster '${name}' has no listener`, "add 'http: \":8080\"' (or 'https: \":8443\"') under listen");
+    }
+    let tls: TlsSpec | undefined;
+    if (c.tls !== undefined && c.listen.https === undefined) {
+      out.error(f.rel, f.keyPos(['clusters', name, 'tls']), `cluster '${name}' has tls settings but no https listener`, "add 'https: \":443\"' under listen, or remove tls");
+    }
+    if (c.listen.https !== undefined) {
+      const t = c.tls ?? {};
+      const certificates = (t.certificates ?? []).map((x, i) => {
+        for (const which of ['cert', 'key'] as const) {
+          const abs = path.resolve(dir, x[which]);
+          if (!existsSync(abs)) out.error(f.rel, f.valuePos(['clusters', name, 'tls', 'certificates', i, which]), `${which} file ${abs} does not exist`, 'fix the path (relative to the configuration directory)');
+        }
+        return { certFile: path.resolve(dir, x.cert), keyFile: path.resolve(dir, x.key) };
+      });
+      let hstsMaxAgeS = 365 * 86400;
+      if (t.hsts?.['max-age'] !== undefined) {
+        const d = parseDuration(t.hsts['max-age']);
+        if (d.ok) {
+          if (d.value < 180 * 86400) out.error(f.rel, f.valuePos(['clusters', name, 'tls', 'hsts', 'max-age']), `HSTS max-age ${t.hsts['max-age']} is below 180d`, 'HSTS is a security default: use at least 180d (365d recommended)');
+          hstsMaxAgeS = Math.floor(d.value / 1000);
+        }
+      }
+      tls = {
+        certificates,
+        hstsMaxAgeS,
+        hstsIncludeSubdomains: t.hsts?.['include-subdomains'] ?? true,
+        hstsPreload: t.hsts?.preload ?? false,
+        minVersion: t['min-version'] ?? 'TLSv1.2',
+        redirect: t.redirect ?? true,
+      };
     }
     const trusted: string[] = [];
     for (const t of c['trusted-proxies'] ?? []) {
@@ -736,7 +774,8 @@ function compilePlatform(dir: string, f: SourceFile, p: PlatformWire, out: Issue
     clusters.set(name, {
       name,
       isDefault: name === defaultName,
-      listen: http ? { http } : {},
+      listen: { ...(http ? { http } : {}), ...(https ? { https } : {}) },
+      ...(tls ? { tls } : {}),
       logOmit: [...new Set(c.log?.omit ?? [])],
       trustedProxies: trusted,
       timeouts: mergeTimeouts(timeouts, c.timeouts),
@@ -1069,6 +1108,7 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     }
   }
 
+  let geo: GeoSpec | undefined;
   if (compiled && platformFile) {
     const used = new Set(entries.map((e) => e.wire.service));
     for (const name of compiled.serviceOverrides.keys()) {
@@ -1085,6 +1125,7 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
       const token = await readAdminToken(compiled.adminTokenFile, platformFile, out);
       if (token !== undefined && compiled.admin) compiled.admin = { ...compiled.admin, token };
     }
+    if (platform) geo = await compileGeo(root, platformFile, platform, out);
   }
 
   if (out.errors.length > 0 || !compiled) {
@@ -1113,9 +1154,84 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     services,
     discovery: compiled.discovery,
     ...(compiled.admin ? { admin: compiled.admin } : {}),
+    ...(geo ? { geo } : {}),
     ...accessLogOf(platform),
   });
   return { ok: true, snapshot, warnings: sortIssues(out.warnings) };
+}
+
+/** Header names when perimeter.yaml does not say. */
+export const DEFAULT_GEO_HEADERS = { country: 'X-Geo-Country', asn: 'X-Geo-ASN' } as const;
+
+/** Geolocation: on by default with the built-in databases; each database can be a file or 'off'. */
+async function compileGeo(dir: string, f: SourceFile, p: PlatformWire, out: Issues): Promise<GeoSpec | undefined> {
+  const g = p.geo ?? {};
+  const countryHeader = g.headers?.country ?? DEFAULT_GEO_HEADERS.country;
+  const asnHeader = g.headers?.asn ?? DEFAULT_GEO_HEADERS.asn;
+  if (countryHeader.toLowerCase() === asnHeader.toLowerCase()) {
+    const at = g.headers?.asn !== undefined ? 'asn' : 'country';
+    out.error(f.rel, f.valuePos(['geo', 'headers', at]), `the country and ASN headers are both named '${countryHeader}'`, 'give each its own name, e.g. X-Geo-Country and X-Geo-ASN');
+  }
+  const countryDb = await geoDatabase(dir, f, g['country-db'], 'country', out);
+  const asnDb = await geoDatabase(dir, f, g['asn-db'], 'asn', out);
+  if (countryDb === undefined && asnDb === undefined) return undefined;
+  return { ...(countryDb !== undefined ? { countryDb } : {}), ...(asnDb !== undefined ? { asnDb } : {}), countryHeader, asnHeader };
+}
+
+const MMDB_MARKER = Buffer.from([0xab, 0xcd, 0xef, ...Buffer.from('MaxMind.com')]);
+
+/** The absolute path of one geo database, undefined when off (or after reporting why it cannot be used). */
+async function geoDatabase(dir: string, f: SourceFile, value: string | undefined, kind: 'country' | 'asn', out: Issues): Promise<string | undefined> {
+  const key = kind === 'country' ? 'country-db' : 'asn-db';
+  const pos = value === undefined ? (f.locate(['geo']).found ? f.keyPos(['geo']) : { line: 1, column: 1 }) : f.valuePos(['geo', key]);
+  const setting = value ?? 'builtin';
+  if (setting === 'off') return undefined;
+  if (setting === 'builtin') {
+    const file = kind === 'country' ? builtinCountryDb() : builtinAsnDb();
+    const pkg = kind === 'country' ? COUNTRY_PACKAGE : ASN_PACKAGE;
+    // The ASN database is compiled from its package on first use; the country file must be there.
+    const present = file !== undefined && (kind === 'asn' || (await stat(file).then((st) => st.isFile(), () => false)));
+    if (!present) {
+      out.error(f.rel, pos, `the built-in ${kind} database is not installed (npm package ${pkg})`, `run 'npm install' in perimeter's directory, or set geo.${key} to an .mmdb file or 'off'`);
+      return undefined;
+    }
+    return file;
+  }
+  const file = path.resolve(dir, setting);
+  const st = await stat(file).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) {
+    const missing = st.code === 'ENOENT';
+    out.error(
+      f.rel,
+      pos,
+      missing ? `${kind} database ${file} does not exist` : `${kind} database ${file} cannot be read (${st.code ?? 'unknown error'})`,
+      missing ? "fix the path (relative to the configuration directory), or write 'builtin' or 'off'" : 'make it a regular file readable by the user perimeter runs as',
+    );
+    return undefined;
+  }
+  if (!st.isFile()) {
+    out.error(f.rel, pos, `${kind} database ${file} is not a file`, 'name the .mmdb file itself, not its directory');
+    return undefined;
+  }
+  if (!(await hasMmdbMarker(file, st.size))) {
+    out.error(f.rel, pos, `${kind} database ${file} is not a MaxMind DB (.mmdb) file`, 'point it at an .mmdb file (unpack a .mmdb.gz or .tar.gz first; CSV files are not read)');
+    return undefined;
+  }
+  return file;
+}
+
+/** The metadata marker sits in the last 128 KiB of every mmdb file. */
+async function hasMmdbMarker(file: string, size: number): Promise<boolean> {
+  const length = Math.min(size, 128 * 1024);
+  const fh = await open(file, 'r').catch(() => undefined);
+  if (!fh) return false;
+  try {
+    const buf = Buffer.alloc(length);
+    await fh.read(buf, 0, length, size - length);
+    return buf.lastIndexOf(MMDB_MARKER) >= 0;
+  } finally {
+    await fh.close();
+  }
 }
 
 /**

@@ -94,6 +94,63 @@ const accessLogPath = formatted(z.string(), checkAccessLogPath, {
   description: "The access log file (relative paths resolve against perimeter's working directory), 'stdout', or 'off'.",
 });
 
+/** Headers that carry framing, routing or identity: never usable as geo header names. */
+const reservedHeaderNames: ReadonlySet<string> = new Set([
+  'host',
+  'connection',
+  'content-length',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'keep-alive',
+  'proxy-connection',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'via',
+  'cookie',
+  'authorization',
+]);
+
+function checkHeaderName(v: unknown): Parsed<string> {
+  const fix = 'use letters, digits and hyphens, e.g. X-Geo-Country';
+  if (typeof v !== 'string') return { ok: false, message: `expected a header name, got ${describe(v)}`, fix };
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v)) return { ok: false, message: `'${v}' is not a valid HTTP header name`, fix };
+  if (reservedHeaderNames.has(v.toLowerCase()) || v.startsWith(':')) {
+    return { ok: false, message: `'${v}' is a header perimeter sets or forwards itself; it cannot carry geolocation`, fix: 'choose another name, e.g. X-Geo-Country' };
+  }
+  return { ok: true, value: v };
+}
+const headerName = formatted(z.string(), checkHeaderName, { description: 'An HTTP header name, e.g. X-Geo-Country.', pattern: "^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$" });
+
+function checkGeoDb(v: unknown): Parsed<string> {
+  const fix = "write 'builtin', 'off', or the path of an .mmdb file (relative to the configuration directory)";
+  if (typeof v !== 'string') return { ok: false, message: `expected 'builtin', 'off' or a database path, got ${describe(v)}`, fix };
+  if (v.trim() === '') return { ok: false, message: 'geo database path is empty', fix };
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  if (/[\0-\x1f\x7f]/.test(v)) return { ok: false, message: 'geo database path has control characters', fix };
+  return { ok: true, value: v };
+}
+const geoDb = formatted(z.string(), checkGeoDb, {
+  description: "'builtin' (the database shipped with perimeter), 'off', or the path of a MaxMind-format .mmdb file, relative to the configuration directory.",
+});
+
+const geo = z
+  .strictObject({
+    'country-db': geoDb.optional().describe("Country database: 'builtin' (default, DB-IP Lite), 'off', or an .mmdb path (GeoIP2/GeoLite2-Country or ip-location-db shape)."),
+    'asn-db': geoDb.optional().describe("AS number database: 'builtin' (default), 'off', or an .mmdb path (GeoLite2-ASN shape)."),
+    headers: z
+      .strictObject({
+        country: headerName.optional().describe('Header carrying the country code (default X-Geo-Country).'),
+        asn: headerName.optional().describe('Header carrying the AS number (default X-Geo-ASN).'),
+      })
+      .optional()
+      .describe('Names of the geolocation headers sent to backends; whatever a client sends under them is removed.'),
+  })
+  .describe("Geolocation headers: the client's country and AS number on every request to a backend.");
+
 function checkName(what: string, example: string): (v: unknown) => Parsed<string> {
   return (v) => {
     if (typeof v !== 'string') return { ok: false, message: `expected a ${what} name, got ${describe(v)}`, fix: `write a name such as '${example}'` };
@@ -178,10 +235,39 @@ const serviceOverride = z
   .strictObject({ balancer: balancer.optional(), health: health.optional(), passive: passive.optional(), panic: panic.optional(), retries: retries.optional() })
   .describe('Platform settings for one service, over the defaults.');
 
+const clusterTls = z
+  .strictObject({
+    certificates: z
+      .array(
+        z.strictObject({
+          cert: z.string().min(1).describe('PEM certificate chain file (leaf first); names come from its subjectAltName. Relative to the config directory.'),
+          key: z.string().min(1).describe('PEM private key file. Relative to the config directory.'),
+        }),
+      )
+      .optional()
+      .describe('Certificates from files, reloaded when the files change.'),
+    hsts: z
+      .strictObject({
+        'max-age': duration.optional().describe('Strict-Transport-Security max-age (default 365d; at least 180d: it is a security default).'),
+        'include-subdomains': z.boolean().optional().describe('Add includeSubDomains (default true).'),
+        preload: z.boolean().optional().describe('Add preload (default false; opt in only when the domain is submitted to the preload list).'),
+      })
+      .optional(),
+    'min-version': z.enum(['TLSv1.2', 'TLSv1.3']).optional().describe('Lowest TLS version (default TLSv1.2; older versions are not offered).'),
+    redirect: z.boolean().optional().describe('Redirect the http listener to HTTPS (default true when the cluster has an https listener).'),
+  })
+  .describe("TLS settings of the cluster's https listener.");
+
 const cluster = z
   .strictObject({
     default: z.boolean().optional().describe('The cluster of sites that name none; exactly one cluster is the default (a single cluster is implicitly).'),
-    listen: z.strictObject({ http: listenAddress.optional().describe('Plain HTTP listener.') }).describe("The cluster's listeners."),
+    listen: z
+      .strictObject({
+        http: listenAddress.optional().describe('Plain HTTP listener (redirects to HTTPS when the cluster also has an https listener).'),
+        https: listenAddress.optional().describe('HTTPS listener: TLS 1.2/1.3, SNI picks the certificate, HSTS on every response.'),
+      })
+      .describe("The cluster's listeners."),
+    tls: clusterTls.optional(),
     log: z.strictObject({ omit: z.array(z.enum(logOmits)).optional().describe('Request parts never written to logs.') }).optional(),
     'trusted-proxies': z.array(cidr).optional().describe('Peers whose Forwarded / X-Forwarded-* headers are kept and extended; all others are replaced.'),
     timeouts: timeouts.optional(),
@@ -239,6 +325,7 @@ export const platformSchema = z
   .strictObject({
     clusters: z.record(z.string(), cluster).describe('Tenant clusters by name.'),
     admin: admin.optional(),
+    geo: geo.optional(),
     'access-log': z
       .strictObject({ path: accessLogPath.optional().describe("Default logs/access.log; 'off' disables the access log.") })
       .optional()

@@ -110,10 +110,28 @@ export interface ServiceSpec {
   readonly retries: RetrySpec;
 }
 
+export interface CertificateFile {
+  /** Absolute paths. */
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export interface TlsSpec {
+  readonly certificates: readonly CertificateFile[];
+  readonly hstsMaxAgeS: number;
+  readonly hstsIncludeSubdomains: boolean;
+  readonly hstsPreload: boolean;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** The http listener answers known sites with a redirect to HTTPS. */
+  readonly redirect: boolean;
+}
+
 export interface ClusterSpec {
   readonly name: string;
   readonly isDefault: boolean;
-  readonly listen: { readonly http?: ListenAddress };
+  readonly listen: { readonly http?: ListenAddress; readonly https?: ListenAddress };
+  /** Present when the cluster has an https listener. */
+  readonly tls?: TlsSpec;
   readonly logOmit: readonly LogOmit[];
   /** CIDRs whose Forwarded/X-Forwarded-* headers are trusted and extended. */
   readonly trustedProxies: readonly string[];
@@ -148,12 +166,43 @@ export interface AccessLogSpec {
   readonly path: string | 'stdout';
 }
 
+export type AcmeChallenge = 'http-01' | 'tls-alpn-01';
+
+/** Automatic certificates (src/tls/acme.ts); see docs/acme.md. */
+export interface AcmeSpec {
+  /** The CA's ACME directory URL. */
+  readonly directory: string;
+  readonly email?: string;
+  /** Absolute directory holding the account key, certificates and lease files. */
+  readonly storage: string;
+  /** Challenge types offered, in order of preference. */
+  readonly challenges: readonly AcmeChallenge[];
+  /** Renew when less than this remains; undefined: one third of the lifetime. ARI, when offered, comes first. */
+  readonly renewBeforeMs?: number;
+  /** Absolute path of an extra CA bundle trusted for the directory (a test CA such as pebble's). */
+  readonly caFile?: string;
+}
+
+/** Geolocation headers (src/geo/lookup.ts); see docs/geolocation.md. */
+export interface GeoSpec {
+  /** Absolute path of the country mmdb; undefined when `country-db: off`. */
+  readonly countryDb?: string;
+  /** Absolute path of the ASN mmdb; undefined when `asn-db: off`. */
+  readonly asnDb?: string;
+  /** Header names as configured (HTTP tokens), e.g. X-Geo-Country. */
+  readonly countryHeader: string;
+  readonly asnHeader: string;
+}
+
 export interface Snapshot {
   /** Directory the configuration was read from. */
   readonly source: string;
   /** Undefined when `access-log.path` is 'off'. */
   readonly accessLog?: AccessLogSpec;
   readonly admin?: AdminSpec;
+  /** Undefined when both geo databases are off. */
+  readonly geo?: GeoSpec;
+  readonly acme?: AcmeSpec;
   readonly clusters: ReadonlyMap<string, ClusterSpec>;
   readonly sites: ReadonlyMap<string, SiteSpec>;
   readonly services: ReadonlyMap<string, ServiceSpec>;

@@ -8,6 +8,9 @@
  * connections (by backend key), retry budgets (by service).
  */
 import net from 'node:net';
+import tls from 'node:tls';
+import { CertStore, secureOptions } from '../tls/cert-store.js';
+import { currentEpoch, ticketKeys, ticketSecret, TICKET_EPOCH_MS } from '../tls/tickets.js';
 import type { ClusterSpec, ListenAddress, LogOmit, ServiceSpec, Snapshot } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
 import { createBalancer } from '../upstream/balancers.js';
@@ -66,8 +69,11 @@ interface ServiceState {
   unwatch: () => void;
 }
 
+type Proto = 'http' | 'https';
+
 interface Listener {
   readonly key: string;
+  readonly proto: Proto;
   readonly server: net.Server;
   readonly state: ListenerState;
   cluster: string;
@@ -75,14 +81,14 @@ interface Listener {
 
 export interface BoundListener {
   readonly cluster: string;
-  readonly protocol: 'http';
+  readonly protocol: Proto;
   readonly address: string;
   readonly port: number;
 }
 
-function listenerKey(cluster: ClusterSpec, addr: ListenAddress): string {
+function listenerKey(cluster: ClusterSpec, proto: Proto, addr: ListenAddress): string {
   // Port 0 (tests) cannot be matched across reloads by address; key it by cluster.
-  return addr.port === 0 ? `${cluster.name}@${addr.host}:0` : `${addr.host || '*'}:${addr.port}`;
+  return addr.port === 0 ? `${proto}:${cluster.name}@${addr.host}:0` : `${proto}:${addr.host || '*'}:${addr.port}`;
 }
 
 const STRICTEST_LOG: readonly LogOmit[] = Object.freeze(['query', 'cookies', 'authorization']);
@@ -117,6 +123,10 @@ export class Runtime {
   admin: AdminServer | undefined;
   appliedAt = '';
   private accessLog: AccessLog | undefined;
+  private certStores = new Map<string, CertStore>();
+  private readonly ticketSecret = ticketSecret();
+  private ticketTimer: NodeJS.Timeout | undefined;
+  private readonly tlsServers = new Set<tls.Server>();
   private readonly onRecord: (rec: RequestRecord) => void;
 
   constructor(opts: RuntimeOptions) {
@@ -167,21 +177,31 @@ export class Runtime {
     const generation = atGeneration ?? this.generation + 1;
 
     // 1. Bind listeners the new snapshot adds (the only step that can fail).
-    const wanted = new Map<string, ClusterSpec>();
+    const wanted = new Map<string, { cluster: ClusterSpec; proto: Proto; addr: ListenAddress }>();
     if (this.role !== 'control') {
       for (const c of snapshot.clusters.values()) {
-        if (c.listen.http) wanted.set(listenerKey(c, c.listen.http), c);
+        if (c.listen.http) wanted.set(listenerKey(c, 'http', c.listen.http), { cluster: c, proto: 'http', addr: c.listen.http });
+        if (c.listen.https) wanted.set(listenerKey(c, 'https', c.listen.https), { cluster: c, proto: 'https', addr: c.listen.https });
       }
     }
     const added: Listener[] = [];
     let newAdmin: AdminServer | undefined;
     let newAccessLog: AccessLog | undefined;
     let accessLogChanged = false;
+    const newStores = new Map<string, CertStore>();
     const adminChanged = this.role !== 'worker' && !sameAddress(this.admin?.address, snapshot.admin?.listen);
     try {
-      for (const [key, cluster] of wanted) {
+      // Certificates first: a certificate that cannot be used refuses the config.
+      for (const { cluster, proto } of wanted.values()) {
+        if (proto !== 'https') continue;
+        const tlsSpec = cluster.tls!;
+        const store = this.certStores.get(cluster.name) ?? new CertStore(tlsSpec, this.log);
+        store.setFiles(tlsSpec.certificates, tlsSpec);
+        newStores.set(cluster.name, store);
+      }
+      for (const [key, w] of wanted) {
         if (this.listeners.has(key)) continue;
-        added.push(await this.bind(key, cluster, cluster.listen.http!, generation));
+        added.push(await this.bind(key, w.cluster, w.proto, w.addr, generation, newStores.get(w.cluster.name)));
       }
       if (adminChanged && snapshot.admin) {
         if (this.admin) await this.admin.close(); // same port may be reused by the new address
@@ -248,7 +268,14 @@ export class Runtime {
 
     // 3. Compile routes per listener.
     const routesByKey = new Map<string, ListenerRoutes>();
-    for (const [key, cluster] of wanted) routesByKey.set(key, this.compileRoutes(snapshot, cluster, generation));
+    const boundPort = (key: string): number | undefined => {
+      const l = this.listeners.get(key) ?? added.find((x) => x.key === key);
+      return (l?.server.address() as net.AddressInfo | null)?.port;
+    };
+    for (const [key, w] of wanted) {
+      const httpsPort = w.cluster.listen.https ? boundPort(listenerKey(w.cluster, 'https', w.cluster.listen.https)) : undefined;
+      routesByKey.set(key, this.compileRoutes(snapshot, w.cluster, w.proto, generation, httpsPort));
+    }
 
     // 4. Swap.
     for (const l of added) this.listeners.set(l.key, l);
@@ -257,6 +284,8 @@ export class Runtime {
       l.state.routes = routes;
       l.cluster = routes.cluster.name;
     }
+    for (const [name, store] of this.certStores) if (!newStores.has(name)) store.close();
+    this.certStores = newStores;
     this.snapshot = snapshot;
     this.generation = generation;
     this.appliedAt = new Date().toISOString();
@@ -282,17 +311,17 @@ export class Runtime {
     );
   }
 
-  private compileRoutes(snapshot: Snapshot, cluster: ClusterSpec, generation: number): ListenerRoutes {
+  private compileRoutes(snapshot: Snapshot, cluster: ClusterSpec, proto: Proto, generation: number, httpsPort?: number): ListenerRoutes {
     return compileListenerRoutes(snapshot, cluster, generation, (name) => {
       const st = this.services.get(name);
       return st ? { pool: st.pool, budget: st.budget, retries: st.spec.retries } : undefined;
-    });
+    }, proto, httpsPort);
   }
 
-  private bind(key: string, cluster: ClusterSpec, addr: ListenAddress, generation: number): Promise<Listener> {
+  private bind(key: string, cluster: ClusterSpec, proto: Proto, addr: ListenAddress, generation: number, store?: CertStore): Promise<Listener> {
     const state: ListenerState = {
       name: `${addr.host || '*'}:${addr.port}`,
-      routes: { cluster, exact: new Map(), wildcard: new Map(), trusted: new CidrSet([]), limits: cluster.limits, timeouts: cluster.timeouts, generation },
+      routes: { cluster, exact: new Map(), wildcard: new Map(), trusted: new CidrSet([]), limits: cluster.limits, timeouts: cluster.timeouts, generation, proto, hsts: '', redirectPort: 0 },
       connPools: this.connPools,
       hooks: {
         onRecord: this.onRecord,
@@ -301,7 +330,28 @@ export class Runtime {
       clients: new Set(),
       draining: false,
     };
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => handleConnection(state, socket));
+    let server: net.Server;
+    if (proto === 'https') {
+      const tlsServer = tls.createServer(
+        {
+          ...secureOptions(cluster.tls!),
+          SNICallback: store!.sni,
+          ALPNProtocols: ['http/1.1'],
+          allowHalfOpen: true,
+          noDelay: true,
+          handshakeTimeout: cluster.timeouts.requestHeaderMs,
+          sessionTimeout: 300,
+        },
+        (socket) => handleConnection(state, socket),
+      );
+      this.rotateTickets(tlsServer);
+      tlsServer.on('tlsClientError', (err: Error & { code?: string }) =>
+        this.log.debug({ event: { action: 'tls-handshake-failed' }, cluster: cluster.name, err: err.code ?? err.message }, 'TLS handshake failed'),
+      );
+      server = tlsServer;
+    } else {
+      server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => handleConnection(state, socket));
+    }
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
         reject(new Error(`cluster '${cluster.name}' cannot listen on ${addr.host || '*'}:${addr.port}: ${err.message}`));
@@ -312,8 +362,8 @@ export class Runtime {
         server.on('error', (err) => this.log.error({ err, listener: key }, 'listener error'));
         const a = server.address() as net.AddressInfo;
         (state as { name: string }).name = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
-        this.log.info({ event: { action: 'listen' }, cluster: cluster.name, address: state.name }, `cluster ${cluster.name} listening on http://${state.name}`);
-        resolve({ key, server, state, cluster: cluster.name });
+        this.log.info({ event: { action: 'listen' }, cluster: cluster.name, address: state.name, protocol: proto }, `cluster ${cluster.name} listening on ${proto}://${state.name}`);
+        resolve({ key, proto, server, state, cluster: cluster.name });
       });
     });
   }
@@ -335,7 +385,7 @@ export class Runtime {
     const out: BoundListener[] = [];
     for (const l of this.listeners.values()) {
       const a = l.server.address() as net.AddressInfo | null;
-      if (a) out.push({ cluster: l.cluster, protocol: 'http', address: a.address, port: a.port });
+      if (a) out.push({ cluster: l.cluster, protocol: l.proto, address: a.address, port: a.port });
     }
     return out;
   }
@@ -393,6 +443,30 @@ export class Runtime {
     };
   }
 
+  /** Session ticket keys for this epoch, the same in every worker; rotated every epoch. */
+  private rotateTickets(server: tls.Server): void {
+    this.tlsServers.add(server);
+    server.once('close', () => this.tlsServers.delete(server));
+    server.setTicketKeys(ticketKeys(this.ticketSecret, currentEpoch()));
+    if (!this.ticketTimer) {
+      const next = (): void => {
+        const wait = TICKET_EPOCH_MS - (Date.now() % TICKET_EPOCH_MS) + 1000;
+        this.ticketTimer = setTimeout(() => {
+          const keys = ticketKeys(this.ticketSecret, currentEpoch());
+          for (const s of this.tlsServers) s.setTicketKeys(keys);
+          next();
+        }, wait);
+        this.ticketTimer.unref();
+      };
+      next();
+    }
+  }
+
+  /** Certificates per cluster (for posture reporting). */
+  certificates(cluster: string): CertStore | undefined {
+    return this.certStores.get(cluster);
+  }
+
   /** Reopen log files (SIGUSR1, after logrotate moved them). */
   reopenLogs(): void {
     this.accessLog?.reopen();
@@ -433,5 +507,7 @@ export class Runtime {
     this.connPools.closeAll();
     if (this.admin) await this.admin.close();
     if (this.accessLog) await this.accessLog.close();
+    clearTimeout(this.ticketTimer);
+    for (const st of this.certStores.values()) st.close();
   }
 }

@@ -69,6 +69,13 @@ export interface ListenerRoutes {
   readonly limits: LimitSpec;
   readonly timeouts: TimeoutSpec;
   readonly generation: number;
+  readonly proto: 'http' | 'https';
+  /** 'Strict-Transport-Security: ...\r\n' on HTTPS listeners, else ''. */
+  readonly hsts: string;
+  /** Non-zero on an http listener whose sites are served over HTTPS on this port: redirect there. */
+  readonly redirectPort: number;
+  /** ACME HTTP-01: the key authorization for a token (http listeners, when ACME is configured). */
+  readonly acmeChallenge?: (token: string) => string | undefined;
 }
 
 /** The decision/audit record of one request (the access log of the next issue writes it). */
@@ -123,6 +130,7 @@ export interface ListenerState {
 
 /** Methods that may be retried after a reset (RFC 9110 §9.2.2); `perimeter explain` uses the same set. */
 export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const ACME_PREFIX = '/.well-known/acme-challenge/';
 /** Client-sent values of these are dropped unless the peer is a trusted proxy. */
 const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'x-request-id']);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -292,7 +300,7 @@ export class ClientConn implements Expirable {
     rec.status = def.status;
     rec.errorCode = def.code;
     rec.reason = reason;
-    const out = errorResponse(def, id, false, true);
+    const out = errorResponse(def, id, false, true, this.listener.routes.hsts);
     rec.bytesOut = out.length;
     this.listener.hooks.onRecord?.(rec);
     this.state = ClientState.Closed;
@@ -466,6 +474,11 @@ export class Exchange implements UpstreamOwner, Expirable {
 
   start(rest: Buffer | null): void {
     const head = this.head;
+    if (rest !== null && this.requestBodyDone) {
+      // No body: whatever followed the head is the next (pipelined) request.
+      this.client.holdPipelined(rest);
+      rest = null;
+    }
     const trusted = this.routes.trusted.has(this.client.ip);
     const fromTrusted = trusted ? head.headers.find((h) => h.name === 'x-request-id') : undefined;
     const id = fromTrusted && REQUEST_ID.test(fromTrusted.value) ? fromTrusted.value : nextRequestId();
@@ -476,7 +489,15 @@ export class Exchange implements UpstreamOwner, Expirable {
       this.fail(Errors.BODY_TOO_LARGE, `Content-Length ${head.bodyLength} exceeds ${limits.bodyBytes}`, true);
       return;
     }
+    if (this.routes.acmeChallenge && head.target.startsWith(ACME_PREFIX)) {
+      this.answerAcme(head.target.slice(ACME_PREFIX.length));
+      return;
+    }
     const route = findRoute(this.routes, head.host);
+    if (route && this.routes.redirectPort !== 0) {
+      this.redirectToHttps();
+      return;
+    }
     if (!route) {
       this.fail(Errors.UNKNOWN_SITE, `no site for host '${head.host}' on listener ${this.client.listener.name}`, !this.requestBodyDone);
       return;
@@ -530,10 +551,10 @@ export class Exchange implements UpstreamOwner, Expirable {
     const ip = this.client.ip;
     const forNode = ip.includes(':') ? `"[${ip}]"` : ip;
     const hostQ = /^[A-Za-z0-9.:[\]-]*$/.test(h.hostHeader) ? h.hostHeader : JSON.stringify(h.hostHeader);
-    const ours = `for=${forNode};host=${hostQ};proto=http`;
+    const ours = `for=${forNode};host=${hostQ};proto=${this.routes.proto}`;
     s += `Forwarded: ${fwd ? `${fwd}, ${ours}` : ours}\r\n`;
     s += `X-Forwarded-For: ${xff ? `${xff}, ${ip}` : ip}\r\n`;
-    s += `X-Forwarded-Proto: ${proto || 'http'}\r\n`;
+    s += `X-Forwarded-Proto: ${proto || this.routes.proto}\r\n`;
     s += `X-Forwarded-Host: ${fhost || h.hostHeader}\r\n`;
     s += `X-Request-Id: ${id}\r\n`;
     if (h.bodyLength === -2) s += 'Transfer-Encoding: chunked\r\n';
@@ -939,8 +960,11 @@ export class Exchange implements UpstreamOwner, Expirable {
       }
       if (n === 'content-length' && resp.bodyLength === -2) continue;
       if (isHopByHop(n, ct)) continue;
+      // HSTS is perimeter's (a security default), whatever the backend says.
+      if (n === 'strict-transport-security' && this.routes.hsts) continue;
       s += `${f.rawName}: ${f.value}\r\n`;
     }
+    s += this.routes.hsts;
     if (resp.status === 101) {
       s += `Connection: upgrade\r\nUpgrade: ${resp.headers.find((h) => h.name === 'upgrade')?.value ?? this.head.upgrade}\r\n`;
     } else if (resp.status >= 200) {
@@ -1039,7 +1063,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     }
     const close = closeClient || !this.keepClient || def.source === 'downstream';
     const accept = this.head.headers.find((h) => h.name === 'accept')?.value;
-    const out = errorResponse(def, this.rec.requestId || nextRequestId(), wantsJson(accept), close);
+    const out = errorResponse(def, this.rec.requestId || nextRequestId(), wantsJson(accept), close, this.routes.hsts);
     this.rec.bytesOut += out.length;
     this.respHeadSent = true;
     this.client.socket.write(out);
@@ -1063,6 +1087,48 @@ export class Exchange implements UpstreamOwner, Expirable {
     this.client.listener.hooks.onInternalError?.(err);
     this.crash(err);
     this.client.close();
+  }
+
+  /** 301 (GET/HEAD) or 308 to the same URL over HTTPS, on the cluster's https port. */
+  private redirectToHttps(): void {
+    const head = this.head;
+    const port = this.routes.redirectPort;
+    const host = head.host.includes(':') ? `[${head.host}]` : head.host;
+    const location = `https://${host}${port === 443 ? '' : `:${port}`}${head.target === '*' ? '/' : head.target}`;
+    const status = head.method === 'GET' || head.method === 'HEAD' ? 301 : 308;
+    this.rec.status = status;
+    this.rec.reason = 'redirect to https';
+    const close = !this.keepClient || !this.requestBodyDone;
+    const body = head.method === 'HEAD' ? '' : `Redirecting to ${location}\n`;
+    const out = Buffer.from(
+      `HTTP/1.1 ${status} ${status === 301 ? 'Moved Permanently' : 'Permanent Redirect'}\r\nLocation: ${location}\r\nContent-Type: text/plain\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${this.rec.requestId}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${body}`,
+      'latin1',
+    );
+    this.rec.bytesOut += out.length;
+    this.respHeadSent = true;
+    this.client.socket.write(out);
+    this.requestBodyDone = true;
+    this.finish(!close);
+  }
+
+  /** An ACME HTTP-01 challenge (RFC 8555 §8.3): the key authorization, or 404. */
+  private answerAcme(token: string): void {
+    const keyAuth = /^[A-Za-z0-9_-]+$/.test(token) ? this.routes.acmeChallenge?.(token) : undefined;
+    const status = keyAuth ? 200 : 404;
+    const body = keyAuth ?? 'no such challenge\n';
+    this.rec.status = status;
+    this.rec.reason = 'acme http-01 challenge';
+    const close = !this.keepClient || !this.requestBodyDone;
+    const out = Buffer.from(
+      `HTTP/1.1 ${status} ${keyAuth ? 'OK' : 'Not Found'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${this.head.method === 'HEAD' ? '' : body}`,
+      'latin1',
+    );
+    this.rec.bytesOut += out.length;
+    this.respHeadSent = true;
+    this.client.socket.write(out);
+    this.requestBodyDone = true;
+    this.finish(!close);
   }
 
   /** The client went away or timed out: stop everything. */

@@ -34,7 +34,7 @@ export function wantsJson(accept: string | undefined): boolean {
 }
 
 /** The whole response (head and body) as one buffer, ready to write. */
-export function errorResponse(def: ErrorDef, requestId: string, json: boolean, close: boolean): Buffer {
+export function errorResponse(def: ErrorDef, requestId: string, json: boolean, close: boolean, extraHeaders = ''): Buffer {
   const body = json
     ? JSON.stringify({ error: { code: def.code, status: def.status, message: def.message, request_id: requestId } }) + '\n'
     : `<!doctype html><html><head><title>${def.status} ${reasonPhrase(def.status)}</title></head><body><h1>${def.status} ${reasonPhrase(def.status)}</h1><p>${def.message}</p><p>Error code: <code>${def.code}</code><br>Request id: <code>${requestId}</code></p></body></html>\n`;
@@ -45,6 +45,7 @@ export function errorResponse(def: ErrorDef, requestId: string, json: boolean, c
     `X-Request-Id: ${requestId}\r\n` +
     `X-Perimeter-Error: ${def.code}\r\n` +
     'Cache-Control: no-store\r\n' +
+    extraHeaders +
     `Connection: ${close ? 'close' : 'keep-alive'}\r\n\r\n`;
   return Buffer.from(head + body, 'latin1');
 }

@@ -3,7 +3,7 @@
  * `perimeter explain` uses the same compile and lookup functions as the
  * proxy, so its answer cannot drift from what the proxy does.
  */
-import type { ClusterSpec, RetrySpec, Snapshot } from '../config/types.js';
+import type { ClusterSpec, RetrySpec, Snapshot, TlsSpec } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
 import type { ListenerRoutes, PoolLike, RetryBudget, SiteRoute } from './proxy.js';
 
@@ -18,6 +18,9 @@ export function compileListenerRoutes(
   cluster: ClusterSpec,
   generation: number,
   service: (name: string) => ServiceRuntime | undefined,
+  proto: 'http' | 'https' = 'http',
+  /** The port the cluster's https listener actually bound (differs when configured as 0). */
+  boundHttpsPort?: number,
 ): ListenerRoutes {
   const exact = new Map<string, SiteRoute>();
   const wildcard = new Map<string, SiteRoute>();
@@ -37,7 +40,16 @@ export function compileListenerRoutes(
     limits: cluster.limits,
     timeouts: cluster.timeouts,
     generation,
+    proto,
+    hsts: proto === 'https' && cluster.tls ? hstsHeader(cluster.tls) : '',
+    // The http listener of a cluster that serves HTTPS sends sites there.
+    redirectPort: proto === 'http' && cluster.listen.https && cluster.tls?.redirect ? (boundHttpsPort ?? cluster.listen.https.port) : 0,
   };
+}
+
+/** The Strict-Transport-Security header line (with CRLF) for a cluster. */
+export function hstsHeader(t: TlsSpec): string {
+  return `Strict-Transport-Security: max-age=${t.hstsMaxAgeS}${t.hstsIncludeSubdomains ? '; includeSubDomains' : ''}${t.hstsPreload ? '; preload' : ''}\r\n`;
 }
 
 /** Exact host first, then wildcards from the most specific suffix. */

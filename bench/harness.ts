@@ -1,0 +1,327 @@
+/**
+ * The pure parts of the benchmark harness (bench/run.ts): wrk output
+ * parsing, medians and ratios, configuration text for every contender, and
+ * CPU profile summaries. Nothing here starts a process, so
+ * test/bench/harness.test.ts runs without nginx, HAProxy or wrk.
+ */
+
+// ---------------------------------------------------------------- wrk output
+
+export interface WrkResult {
+  readonly requests: number;
+  readonly durationS: number;
+  readonly rps: number;
+  /** Latency percentiles in microseconds (wrk --latency). */
+  readonly latencyUs: { readonly p50: number; readonly p75: number; readonly p90: number; readonly p99: number };
+  readonly socketErrors: { readonly connect: number; readonly read: number; readonly write: number; readonly timeout: number };
+  readonly non2xx: number;
+}
+
+const TIME_UNITS: Readonly<Record<string, number>> = { us: 1, ms: 1_000, s: 1_000_000, m: 60_000_000, h: 3_600_000_000 };
+
+/** "1.05ms" → 1050 (µs); wrk prints us, ms, s, m and h. */
+export function parseWrkTime(text: string): number {
+  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(text.trim());
+  if (!m) throw new Error(`not a wrk time: '${text}'`);
+  return Number(m[1]) * TIME_UNITS[m[2]!]!;
+}
+
+/** Parses `wrk --latency` output; throws when the summary lines are missing (wrk failed). */
+export function parseWrk(output: string): WrkResult {
+  const total = /(\d+) requests in ([\d.]+)(us|ms|s|m|h),/.exec(output);
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(output);
+  if (!total || !rps) throw new Error(`wrk output has no summary:\n${output}`);
+  const pct = (p: string): number => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+(?:us|ms|s|m|h))\\s*$`, 'm').exec(output);
+    if (!m) throw new Error(`wrk output has no ${p}% latency (run it with --latency):\n${output}`);
+    return parseWrkTime(m[1]!);
+  };
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(output);
+  return {
+    requests: Number(total[1]),
+    durationS: parseWrkTime(`${total[2]}${total[3]}`) / 1e6,
+    rps: Number(rps[1]),
+    latencyUs: { p50: pct('50'), p75: pct('75'), p90: pct('90'), p99: pct('99') },
+    socketErrors: sock
+      ? { connect: Number(sock[1]), read: Number(sock[2]), write: Number(sock[3]), timeout: Number(sock[4]) }
+      : { connect: 0, read: 0, write: 0, timeout: 0 },
+    non2xx: non2xx ? Number(non2xx[1]) : 0,
+  };
+}
+
+export function socketErrorTotal(r: WrkResult): number {
+  const e = r.socketErrors;
+  return e.connect + e.read + e.write + e.timeout;
+}
+
+/** wrk script that waits `ms` before each request on a connection: a paced load below every contender's capacity. */
+export function pacedScript(ms: number): string {
+  return `-- paced load for bench/run.ts: each connection waits before its next request\nfunction delay()\n  return ${Math.max(1, Math.round(ms))}\nend\n`;
+}
+
+// ---------------------------------------------------------------- statistics
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export interface Summary {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  readonly n: number;
+}
+
+export function summarize(values: readonly number[]): Summary {
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values), n: values.length };
+}
+
+/**
+ * Ratios of a contender to the reference measured in the same round
+ * (absolute numbers drift ±30% between minutes on shared machines; ratios
+ * within one round do not): the median of the per-round ratios.
+ */
+export function roundRatios(contender: readonly number[], reference: readonly number[]): Summary {
+  const n = Math.min(contender.length, reference.length);
+  const r: number[] = [];
+  for (let i = 0; i < n; i++) if (reference[i]! > 0) r.push(contender[i]! / reference[i]!);
+  return r.length ? summarize(r) : { median: Number.NaN, min: Number.NaN, max: Number.NaN, n: 0 };
+}
+
+/** Round i runs the contenders rotated by i, so none is always first (cold) or last. */
+export function rotate<T>(items: readonly T[], round: number): T[] {
+  const k = items.length ? round % items.length : 0;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+export function formatRps(v: number): string {
+  if (!Number.isFinite(v)) return '–';
+  return v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0);
+}
+
+export function formatUs(v: number): string {
+  if (!Number.isFinite(v)) return '–';
+  return v >= 10_000 ? `${(v / 1000).toFixed(1)} ms` : `${Math.round(v)} µs`;
+}
+
+/** Plain-text table with right-aligned columns after the first. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** `server accepts handled requests` of nginx's stub_status. */
+export function parseStubStatus(text: string): { accepts: number; handled: number; requests: number } {
+  const m = /server accepts handled requests\s+(\d+)\s+(\d+)\s+(\d+)/.exec(text);
+  if (!m) throw new Error(`not a stub_status page: ${text.slice(0, 200)}`);
+  return { accepts: Number(m[1]), handled: Number(m[2]), requests: Number(m[3]) };
+}
+
+/** VmRSS of /proc/PID/status, in KiB. */
+export function parseVmRssKiB(status: string): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  return m ? Number(m[1]) : 0;
+}
+
+// ---------------------------------------------------------------- configurations
+
+/** The Host every load sends; perimeter routes by it, nginx and HAProxy ignore it. */
+export const BENCH_HOST = 'bench.test';
+export const SMALL_BODY = 'x'.repeat(99) + '\n';
+export const LARGE_BYTES = 64 * 1024;
+
+export interface BackendPorts {
+  readonly port: number;
+  readonly statusPort: number;
+}
+
+/** The backend: nginx, one worker, a 100-byte `return 200` and a 64 KiB static file. */
+export function nginxBackendConf(dir: string, p: BackendPorts): string {
+  return `# backend for bench/run.ts
+worker_processes 1;
+daemon off;
+master_process on;
+pid ${dir}/backend.pid;
+error_log ${dir}/backend.error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp-body; proxy_temp_path ${dir}/tmp-proxy;
+  fastcgi_temp_path ${dir}/tmp-fcgi; uwsgi_temp_path ${dir}/tmp-uwsgi; scgi_temp_path ${dir}/tmp-scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:${p.port} reuseport backlog=4096;
+    location = /small { default_type text/plain; return 200 "${SMALL_BODY.slice(0, -1)}\\n"; }
+    location = /64k { root ${dir}/www; default_type application/octet-stream; }
+  }
+  server {
+    listen 127.0.0.1:${p.statusPort};
+    location = /status { stub_status; }
+  }
+}
+`;
+}
+
+/** nginx proxy_pass with upstream keep-alive: the reference contender. */
+export function nginxProxyConf(dir: string, name: string, o: { port: number; backendPort: number; workers: number }): string {
+  return `# ${name} for bench/run.ts: proxy_pass with upstream keep-alive
+worker_processes ${o.workers};
+daemon off;
+master_process on;
+pid ${dir}/${name}.pid;
+error_log ${dir}/${name}.error.log notice;
+worker_rlimit_nofile 20000;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp-body; proxy_temp_path ${dir}/tmp-proxy;
+  fastcgi_temp_path ${dir}/tmp-fcgi; uwsgi_temp_path ${dir}/tmp-uwsgi; scgi_temp_path ${dir}/tmp-scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  upstream backend {
+    server 127.0.0.1:${o.backendPort};
+    keepalive 256;  # idle upstream connections kept: above the 100 client connections of the 2-worker load
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+  }
+  server {
+    listen 127.0.0.1:${o.port} backlog=4096;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_buffering on;
+      include ${dir}/${name}.change.conf;
+    }
+  }
+}
+`;
+}
+
+/** The include that the configuration-change scenario rewrites. */
+export function nginxChangeInclude(generation: number): string {
+  return `add_header X-Bench-Generation ${generation};\n`;
+}
+
+/** HAProxy 2.6 mode http, one thread, reusing backend connections always. */
+export function haproxyConf(dir: string, o: { port: number; backendPort: number; generation: number }): string {
+  return `# HAProxy for bench/run.ts
+global
+  nbthread 1
+  # 10,000 idle clients + a few backend connections; HAProxy reserves two
+  # descriptors per connection, more than a 20,000 fd limit allows, so it may
+  # only warn about the limit instead of refusing to start.
+  maxconn 10100
+  no strict-limits
+  pidfile ${dir}/haproxy.pid
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 300s
+  timeout server 60s
+  timeout http-keep-alive 300s
+  http-reuse always
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:${o.port} backlog 4096
+  maxconn 10100
+  option forwardfor
+  http-response set-header X-Bench-Generation ${o.generation}
+  default_backend be
+backend be
+  server b1 127.0.0.1:${o.backendPort} maxconn 10000
+`;
+}
+
+/** perimeter.yaml: one cluster on one port, static discovery, no access log (as nginx and HAProxy). */
+export function perimeterPlatformYaml(o: { port: number; backendPort: number }): string {
+  return `# perimeter for bench/run.ts
+clusters:
+  web:
+    listen: { http: "127.0.0.1:${o.port}" }
+    timeouts: { client-idle: 300s }
+access-log:
+  path: "off"
+defaults:
+  health: { type: none }
+discovery:
+  static:
+    bench-backend: ["127.0.0.1:${o.backendPort}"]
+`;
+}
+
+/** sites/bench.yaml; each configuration change adds another site so the reload is a real change. */
+export function perimeterSitesYaml(generation: number): string {
+  let s = `${BENCH_HOST}:\n  service: bench-backend\n`;
+  if (generation > 0) s += `change-${generation}.${BENCH_HOST}:\n  service: bench-backend\n`;
+  return s;
+}
+
+// ---------------------------------------------------------------- CPU profiles
+
+interface CpuProfileNode {
+  readonly id: number;
+  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
+}
+export interface CpuProfile {
+  readonly nodes: readonly CpuProfileNode[];
+  readonly samples: readonly number[];
+  readonly timeDeltas: readonly number[];
+}
+
+export interface ProfileEntry {
+  readonly name: string;
+  readonly where: string;
+  readonly category: string;
+  readonly selfMs: number;
+  readonly share: number;
+}
+
+export function profileCategory(functionName: string, url: string): string {
+  if (functionName === '(idle)') return 'idle (epoll wait)';
+  if (functionName === '(garbage collector)') return 'GC';
+  if (functionName === '(program)') return 'native (program)';
+  if (url.includes('/dist/src/') || url.includes('/src/')) return 'perimeter';
+  if (url.startsWith('node:')) return 'node internals';
+  if (url === '') return 'native';
+  return 'other JS';
+}
+
+/** Self time per function (top `limit`) and per category, from a V8 .cpuprofile. */
+export function summarizeProfile(p: CpuProfile, limit = 25): { totalMs: number; top: ProfileEntry[]; categories: { category: string; share: number }[] } {
+  const byId = new Map<number, CpuProfileNode>();
+  for (const n of p.nodes) byId.set(n.id, n);
+  const self = new Map<string, { name: string; where: string; category: string; us: number }>();
+  let total = 0;
+  for (let i = 0; i < p.samples.length; i++) {
+    const node = byId.get(p.samples[i]!);
+    const dt = p.timeDeltas[i] ?? 0;
+    if (!node || dt <= 0) continue;
+    total += dt;
+    const cf = node.callFrame;
+    const file = cf.url.replace(/^file:\/\/.*\/(dist\/)?/, '');
+    const where = cf.url ? `${file}:${cf.lineNumber + 1}` : '';
+    const key = `${cf.functionName}@${where}`;
+    const e = self.get(key) ?? { name: cf.functionName || '(anonymous)', where, category: profileCategory(cf.functionName, cf.url), us: 0 };
+    e.us += dt;
+    self.set(key, e);
+  }
+  const entries = [...self.values()].sort((a, b) => b.us - a.us);
+  const cats = new Map<string, number>();
+  for (const e of entries) cats.set(e.category, (cats.get(e.category) ?? 0) + e.us);
+  return {
+    totalMs: total / 1000,
+    top: entries.slice(0, limit).map((e) => ({ name: e.name, where: e.where, category: e.category, selfMs: e.us / 1000, share: total ? e.us / total : 0 })),
+    categories: [...cats.entries()].sort((a, b) => b[1] - a[1]).map(([category, us]) => ({ category, share: total ? us / total : 0 })),
+  };
+}

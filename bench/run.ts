@@ -1,0 +1,747 @@
+/**
+ * `npm run bench`: perimeter against nginx and HAProxy on loopback, in one
+ * run, with the method of ../shared/PERF-BASELINE.md (pinned layout,
+ * interleaved rounds, ratios to nginx within a round). See BENCHMARKS.md.
+ *
+ *   npm run bench                 # full: 3 rounds of 8 s loads, about 10 minutes
+ *   npm run bench -- --quick      # 1 round of 3 s loads, about 2 minutes
+ *   npm run bench -- --profile    # perimeter under the small-response load with --cpu-prof
+ *
+ * It installs nothing: missing tools are named with the apt command. Every
+ * process it starts is killed when it exits (also on Ctrl-C or an error).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  BENCH_HOST, LARGE_BYTES, formatRps, median, formatUs, haproxyConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
+  pacedScript, parseStubStatus, parseVmRssKiB, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, roundRatios,
+  rotate, socketErrorTotal, summarize, summarizeProfile, table, type CpuProfile, type Summary, type WrkResult,
+} from './harness.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const PERIMETER_MAIN = join(REPO, 'dist', 'src', 'cli', 'main.js');
+const IDLE_CLIENTS = join(REPO, 'dist', 'bench', 'idle-clients.js');
+const RESULTS_DIR = join(REPO, 'bench', 'results');
+
+// ---------------------------------------------------------------- options
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    connections: { type: 'string', default: '10000' },
+    out: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (args.help) {
+  process.stdout.write(`Usage: npm run bench -- [--quick] [--profile] [--rounds N] [--duration SECONDS] [--connections N] [--out FILE]
+
+  --quick          1 round of 3 s loads (about 2 minutes) instead of 3 rounds of 8 s
+  --profile        only profile perimeter (--cpu-prof) under the small-response load; prints top self time
+  --rounds N       interleaved rounds (default 3, quick 1)
+  --duration S     seconds per load (default 8, quick 3)
+  --connections N  idle keep-alive connections for the memory scenario (default 10000)
+  --out FILE       JSON results (default bench/results/latest.json)
+`);
+  process.exit(0);
+}
+const quick = args.quick;
+const rounds = Number(args.rounds ?? (quick ? 1 : 3));
+const duration = Number(args.duration ?? (quick ? 3 : 8));
+const warmupS = quick ? 1 : 2;
+const idleConnections = Number(args.connections);
+const reloadSeconds = quick ? 5 : 10;
+const reloadChanges = quick ? 10 : 20;
+const outFile = resolve(args.out ?? join(RESULTS_DIR, 'latest.json'));
+
+// ---------------------------------------------------------------- tools
+
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+const TOOLS: Record<string, string> = { nginx: 'nginx-light', haproxy: 'haproxy', wrk: 'wrk', taskset: 'util-linux', h2load: 'nghttp2-client' };
+const missing = Object.entries(TOOLS).filter(([cmd]) => !have(cmd));
+// h2load is only needed for the HTTP/2 scenario, which waits for issue 5.
+const blocking = missing.filter(([cmd]) => cmd !== 'h2load' && !(args.profile && (cmd === 'haproxy')));
+if (blocking.length) {
+  process.stderr.write(`bench: missing ${blocking.map(([c]) => c).join(', ')}; install with:\n  sudo apt-get install -y ${[...new Set(missing.map(([, p]) => p))].join(' ')}\n`);
+  process.exit(2);
+}
+if (missing.length) process.stderr.write(`bench: note: ${missing.map(([c]) => c).join(', ')} not installed (apt-get install -y ${missing.map(([, p]) => p).join(' ')}); not needed yet\n`);
+
+/** Benchmark processes run at nice -10 when allowed, so other work on the machine disturbs less. */
+const canNice = (() => {
+  const r = spawnSync('nice', ['-n', '-10', 'sh', '-c', 'cut -d" " -f19 /proc/self/stat'], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.trim() === '-10';
+})();
+const NICE = canNice ? ['nice', '-n', '-10'] : [];
+const fdLimit = Number(spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim()) || 0;
+
+// ---------------------------------------------------------------- processes
+
+const children = new Map<number, { name: string; child: ChildProcess }>();
+
+function killAll(signal: NodeJS.Signals): void {
+  for (const [pid] of children) {
+    try {
+      process.kill(-pid, signal); // each child leads its own process group (nginx workers, perimeter workers too)
+    } catch {
+      /* already gone */
+    }
+  }
+}
+process.on('exit', () => killAll('SIGKILL'));
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    process.stderr.write(`\nbench: ${sig}: stopping every process started\n`);
+    killAll('SIGKILL');
+    process.exit(130);
+  });
+}
+
+function start(name: string, cmd: string, argv: string[], logFile: string, env?: NodeJS.ProcessEnv): ChildProcess {
+  const fd = openSync(logFile, 'a');
+  // ulimit: 10,000 idle clients need as many descriptors in the proxy.
+  const child = spawn('sh', ['-c', `ulimit -n ${fdLimit} 2>/dev/null; exec "$@"`, 'sh', ...NICE, cmd, ...argv], {
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env: env ?? process.env,
+  });
+  if (child.pid === undefined) throw new Error(`could not start ${name}`);
+  children.set(child.pid, { name, child });
+  child.on('exit', () => children.delete(child.pid!));
+  return child;
+}
+
+async function stop(child: ChildProcess, graceMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    process.kill(child.pid!, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const t = setTimeout(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, graceMs);
+  await exited;
+  clearTimeout(t);
+}
+
+/** The process and all its descendants (nginx/perimeter workers), from /proc. */
+function processTree(root: number): number[] {
+  const parent = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = parent.get(ppid) ?? [];
+      list.push(Number(name));
+      parent.set(ppid, list);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length) {
+    const pid = queue.shift()!;
+    out.push(pid);
+    queue.push(...(parent.get(pid) ?? []));
+  }
+  return out;
+}
+
+/** Pins every thread of every process in the tree (`taskset -a -p`); new workers forked later inherit it. */
+function pin(root: number, cpusList: string): void {
+  for (const pid of processTree(root)) spawnSync('taskset', ['-a', '-p', '-c', cpusList, String(pid)], { stdio: 'ignore' });
+}
+
+function rssKiB(root: number): number {
+  let sum = 0;
+  for (const pid of processTree(root)) {
+    try {
+      sum += parseVmRssKiB(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    } catch {
+      /* exited */
+    }
+  }
+  return sum;
+}
+
+/** Median of three RSS readings 400 ms apart: a garbage collection in between moves one reading, not the result. */
+async function steadyRssKiB(root: number): Promise<number> {
+  const r: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    await sleep(400);
+    r.push(rssKiB(root));
+  }
+  return median(r);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function httpGet(port: number, path: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
+  return new Promise((res, rej) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, headers: { host: BENCH_HOST }, agent: false, timeout: timeoutMs }, (r) => {
+      let body = '';
+      r.setEncoding('latin1');
+      r.on('data', (c: string) => (body += c));
+      r.on('end', () => res({ status: r.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', rej);
+    req.end();
+  });
+}
+
+async function waitReady(name: string, port: number, path: string, logFile: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) break;
+    try {
+      const r = await httpGet(port, path, 1000);
+      if (r.status === 200) return;
+      last = `status ${r.status}`;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await sleep(100);
+  }
+  let log = '';
+  try {
+    log = readFileSync(logFile, 'utf8').slice(-2000);
+  } catch {
+    /* none */
+  }
+  throw new Error(`${name} did not answer 200 on 127.0.0.1:${port}${path} (${last}); its log:\n${log}`);
+}
+
+// ---------------------------------------------------------------- wrk
+
+interface Load {
+  readonly port: number;
+  readonly path: string;
+  readonly connections: number;
+  readonly threads?: number;
+  readonly seconds: number;
+  /** CPU list for wrk; undefined = unpinned. */
+  readonly cpu?: string;
+  readonly script?: string;
+}
+
+function wrk(load: Load): Promise<WrkResult> {
+  const argv = [
+    ...(load.cpu ? ['taskset', '-c', load.cpu] : []), ...NICE, 'wrk',
+    `-t${load.threads ?? 1}`, `-c${load.connections}`, `-d${load.seconds}s`, '--latency', '-H', `Host: ${BENCH_HOST}`,
+    ...(load.script ? ['-s', load.script] : []), `http://127.0.0.1:${load.port}${load.path}`,
+  ];
+  return new Promise((res, rej) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    children.set(child.pid!, { name: 'wrk', child });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const t = setTimeout(() => child.kill('SIGKILL'), (load.seconds + 20) * 1000);
+    child.on('exit', () => {
+      clearTimeout(t);
+      children.delete(child.pid!);
+      try {
+        res(parseWrk(out));
+      } catch (e) {
+        rej(e as Error);
+      }
+    });
+  });
+}
+
+async function backendAccepts(statusPort: number): Promise<number> {
+  return parseStubStatus((await httpGet(statusPort, '/status')).body).accepts;
+}
+
+// ---------------------------------------------------------------- the contenders
+
+interface Contender {
+  readonly name: string;
+  readonly port: number;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** Applies configuration change number `generation` (nginx -s reload, HAProxy USR2, perimeter SIGHUP). */
+  readonly change?: (generation: number) => void;
+  readonly reloadsApplied?: () => number;
+}
+
+const countIn = (file: string, needle: string): number => {
+  try {
+    return readFileSync(file, 'utf8').split(needle).length - 1;
+  } catch {
+    return 0;
+  }
+};
+
+interface Ports {
+  backend: number;
+  status: number;
+  nginx: number;
+  nginx2: number;
+  haproxy: number;
+  perimeter: number;
+  perimeter2: number;
+}
+
+async function startBackend(dir: string, ports: Ports): Promise<Contender> {
+  mkdirSync(join(dir, 'www'), { recursive: true });
+  writeFileSync(join(dir, 'www', '64k'), randomBytes(LARGE_BYTES));
+  writeFileSync(join(dir, 'backend.conf'), nginxBackendConf(dir, { port: ports.backend, statusPort: ports.status }));
+  const log = join(dir, 'backend.out');
+  const child = start('backend', 'nginx', ['-p', dir, '-e', join(dir, 'backend.startup.log'), '-c', join(dir, 'backend.conf')], log);
+  await waitReady('backend nginx', ports.backend, '/small', log, child);
+  await waitReady('backend nginx', ports.backend, '/64k', log, child);
+  return { name: 'backend direct', port: ports.backend, pid: child.pid!, child };
+}
+
+async function startNginx(dir: string, name: string, port: number, backendPort: number, workers: number): Promise<Contender> {
+  const conf = join(dir, `${name}.conf`);
+  writeFileSync(join(dir, `${name}.change.conf`), nginxChangeInclude(0));
+  writeFileSync(conf, nginxProxyConf(dir, name, { port, backendPort, workers }));
+  const log = join(dir, `${name}.out`);
+  const child = start(name, 'nginx', ['-p', dir, '-e', join(dir, `${name}.error.log`), '-c', conf], log);
+  await waitReady(name, port, '/small', log, child);
+  return {
+    name: workers === 1 ? 'nginx' : `nginx ×${workers}`,
+    port,
+    pid: child.pid!,
+    child,
+    change: (g) => {
+      writeFileSync(join(dir, `${name}.change.conf`), nginxChangeInclude(g));
+      spawnSync('nginx', ['-p', dir, '-e', join(dir, `${name}.error.log`), '-c', conf, '-s', 'reload'], { stdio: 'ignore' });
+    },
+    reloadsApplied: () => countIn(join(dir, `${name}.error.log`), ': reconfiguring'),
+  };
+}
+
+async function startHaproxy(dir: string, port: number, backendPort: number): Promise<Contender> {
+  const conf = join(dir, 'haproxy.cfg');
+  writeFileSync(conf, haproxyConf(dir, { port, backendPort, generation: 0 }));
+  const log = join(dir, 'haproxy.out');
+  // -W: master-worker, so a reload is `kill -USR2 <master>` and the new worker takes over the listeners.
+  const child = start('haproxy', 'haproxy', ['-W', '-f', conf], log);
+  await waitReady('haproxy', port, '/small', log, child);
+  return {
+    name: 'HAProxy',
+    port,
+    pid: child.pid!,
+    child,
+    change: (g) => {
+      writeFileSync(conf, haproxyConf(dir, { port, backendPort, generation: g }));
+      process.kill(child.pid!, 'SIGUSR2');
+    },
+    reloadsApplied: () => countIn(log, 'Loading success'),
+  };
+}
+
+async function startPerimeter(dir: string, name: string, port: number, backendPort: number, workers: number, nodeArgs: string[] = []): Promise<Contender> {
+  const cdir = join(dir, name);
+  mkdirSync(join(cdir, 'sites'), { recursive: true });
+  writeFileSync(join(cdir, 'perimeter.yaml'), perimeterPlatformYaml({ port, backendPort }));
+  writeFileSync(join(cdir, 'sites', 'bench.yaml'), perimeterSitesYaml(0));
+  const log = join(dir, `${name}.out`);
+  const child = start(name, process.execPath, [...nodeArgs, PERIMETER_MAIN, 'run', '--workers', String(workers), '--no-watch', cdir], log);
+  await waitReady(name, port, '/small', log, child);
+  return {
+    name: workers === 1 ? 'perimeter' : `perimeter ×${workers}`,
+    port,
+    pid: child.pid!,
+    child,
+    change: (g) => {
+      writeFileSync(join(cdir, 'sites', 'bench.yaml'), perimeterSitesYaml(g));
+      process.kill(child.pid!, 'SIGHUP');
+    },
+    reloadsApplied: () => countIn(log, '"config-reloaded"'),
+  };
+}
+
+// ---------------------------------------------------------------- scenarios
+
+interface Sample {
+  round: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+  backendAcceptsDelta?: number;
+  requests: number;
+}
+type Samples = Record<string, Sample[]>;
+
+const warnings: string[] = [];
+function warn(msg: string): void {
+  warnings.push(msg);
+  process.stderr.write(`WARNING: ${msg}\n`);
+}
+
+async function measure(c: Contender, load: Load, statusPort: number, round: number, scenario: string, checkKeepAlive: boolean): Promise<Sample> {
+  const before = checkKeepAlive ? await backendAccepts(statusPort) : 0;
+  const r = await wrk(load);
+  const after = checkKeepAlive ? await backendAccepts(statusPort) : 0;
+  const delta = after - before - 1; // the stub_status request itself is one accept
+  if (checkKeepAlive && delta > Math.max(200, r.requests * 0.01)) {
+    warn(`${scenario}/${c.name} round ${round + 1}: backend accepted ${delta} connections for ${r.requests} requests: upstream keep-alive is not working`);
+  }
+  const errors = socketErrorTotal(r);
+  if (errors || r.non2xx) warn(`${scenario}/${c.name} round ${round + 1}: ${errors} socket errors, ${r.non2xx} non-2xx responses`);
+  process.stdout.write(`  ${scenario.padEnd(14)} ${c.name.padEnd(15)} ${formatRps(r.rps).padStart(7)} req/s  p50 ${formatUs(r.latencyUs.p50)}  p99 ${formatUs(r.latencyUs.p99)}\n`);
+  return { round, rps: r.rps, p50: r.latencyUs.p50, p99: r.latencyUs.p99, errors, non2xx: r.non2xx, requests: r.requests, ...(checkKeepAlive ? { backendAcceptsDelta: delta } : {}) };
+}
+
+interface Row {
+  contender: string;
+  rps: Summary;
+  xNginx: Summary | null;
+  p50: Summary;
+  p99: Summary;
+  errors: number;
+}
+
+function rows(samples: Samples, reference: string): Row[] {
+  const ref = (samples[reference] ?? []).map((s) => s.rps);
+  return Object.entries(samples).map(([name, ss]) => ({
+    contender: name,
+    rps: summarize(ss.map((s) => s.rps)),
+    xNginx: ref.length ? roundRatios(ss.map((s) => s.rps), ref) : null,
+    p50: summarize(ss.map((s) => s.p50)),
+    p99: summarize(ss.map((s) => s.p99)),
+    errors: ss.reduce((a, s) => a + s.errors + s.non2xx, 0),
+  }));
+}
+
+function printRows(title: string, rs: Row[], refName: string): void {
+  process.stdout.write(`\n${title}\n`);
+  process.stdout.write(
+    table(
+      ['contender', 'req/s median', 'min–max', `×${refName}`, 'p50', 'p99', 'errors'],
+      rs.map((r) => [
+        r.contender,
+        formatRps(r.rps.median),
+        `${formatRps(r.rps.min)}–${formatRps(r.rps.max)}`,
+        r.xNginx ? `${r.xNginx.median.toFixed(2)} (${r.xNginx.min.toFixed(2)}–${r.xNginx.max.toFixed(2)})` : '–',
+        formatUs(r.p50.median),
+        formatUs(r.p99.median),
+        String(r.errors),
+      ]),
+    ) + '\n',
+  );
+}
+
+// ---------------------------------------------------------------- profile mode
+
+async function profileMode(dir: string, ports: Ports): Promise<void> {
+  const backend = await startBackend(dir, ports);
+  pin(backend.pid, '1');
+  const profDir = join(dir, 'prof');
+  mkdirSync(profDir);
+  const p = await startPerimeter(dir, 'perimeter', ports.perimeter, ports.backend, 1, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+  pin(p.pid, '0');
+  await wrk({ port: p.port, path: '/small', connections: 50, seconds: warmupS, cpu: '1' });
+  const r = await wrk({ port: p.port, path: '/small', connections: 50, seconds: duration, cpu: '1' });
+  await stop(p.child);
+  const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(profDir, f));
+  if (!files.length) throw new Error('no .cpuprofile written (did perimeter exit cleanly?)');
+  // The worker's profile is the one with the request path: the most busy (non-idle) time.
+  const busy = (f: string): { file: string; s: ReturnType<typeof summarizeProfile> } => {
+    const s = summarizeProfile(JSON.parse(readFileSync(f, 'utf8')) as CpuProfile, 30);
+    return { file: f, s };
+  };
+  const busyMs = (x: { s: ReturnType<typeof summarizeProfile> }): number => x.s.totalMs * (1 - (x.s.categories.find((c) => c.category.startsWith('idle'))?.share ?? 0));
+  const profiles = files.map(busy).sort((a, b) => busyMs(b) - busyMs(a));
+  process.stdout.write(`${profiles.length} profile(s): ${profiles.map((p) => `${busyMs(p).toFixed(0)} ms busy`).join(', ')}\n`);
+  const { file: worker, s } = profiles[0]!;
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const kept = join(RESULTS_DIR, 'perimeter-small.cpuprofile');
+  copyFileSync(worker, kept);
+  process.stdout.write(`\nperimeter --workers 1 under wrk -t1 -c50 -d${duration}s /small (pinned): ${formatRps(r.rps)} req/s during the profile\n`);
+  process.stdout.write(`worker profile ${kept} (open in Chrome DevTools > Performance, or speedscope.app, for the flame graph)\n\nself time by category:\n`);
+  process.stdout.write(table(['category', 'share'], s.categories.map((c) => [c.category, `${(c.share * 100).toFixed(1)}%`])) + '\n\ntop self time:\n');
+  process.stdout.write(table(['function', 'where', 'category', 'self %'], s.top.map((e) => [e.name, e.where, e.category, `${(e.share * 100).toFixed(1)}%`])) + '\n');
+  const json = { date: new Date().toISOString(), rps: r.rps, profile: worker, ...s };
+  writeFileSync(join(RESULTS_DIR, 'profile.json'), JSON.stringify(json, null, 2) + '\n');
+  process.stdout.write(`\nJSON: ${join(RESULTS_DIR, 'profile.json')}\n`);
+}
+
+// ---------------------------------------------------------------- main
+
+interface Target {
+  target: string;
+  measured: string;
+  status: string;
+}
+
+async function main(): Promise<void> {
+  if (!statSync(PERIMETER_MAIN, { throwIfNoEntry: false })) throw new Error(`${PERIMETER_MAIN} missing: run 'npm run build' (npm run bench does)`);
+  const dir = mkdtempSync(join(tmpdir(), 'perimeter-bench-'));
+  chmodSync(dir, 0o755); // nginx workers run as nobody when started by root
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const ports: Ports = {
+    backend: await freePort(), status: await freePort(), nginx: await freePort(), nginx2: await freePort(),
+    haproxy: await freePort(), perimeter: await freePort(), perimeter2: await freePort(),
+  };
+  const started = Date.now();
+  const machine = { nproc: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, nice: canNice ? -10 : 0, fdLimit };
+  process.stdout.write(`perimeter bench: ${quick ? 'quick' : 'full'}, ${rounds} round(s) of ${duration} s loads; ${machine.nproc} CPUs (${machine.cpu}); node ${machine.node}; nice ${machine.nice}; fd limit ${fdLimit}\n`);
+  if (!canNice) process.stdout.write('  (not permitted to run at nice -10: numbers will be noisier; run as root for less noise)\n');
+  if (args.profile) return profileMode(dir, ports);
+
+  const backend = await startBackend(dir, ports);
+  const nginx = await startNginx(dir, 'nginx', ports.nginx, ports.backend, 1);
+  const nginx2 = await startNginx(dir, 'nginx2', ports.nginx2, ports.backend, 2);
+  const haproxy = await startHaproxy(dir, ports.haproxy, ports.backend);
+  const perimeter = await startPerimeter(dir, 'perimeter', ports.perimeter, ports.backend, 1);
+  const perimeter2 = await startPerimeter(dir, 'perimeter2', ports.perimeter2, ports.backend, 2);
+  const pinnedLayout = (): void => {
+    pin(backend.pid, '1');
+    for (const c of [nginx, nginx2, haproxy, perimeter, perimeter2]) pin(c.pid, '0');
+  };
+  const unpinnedLayout = (): void => {
+    for (const c of [backend, nginx, nginx2, haproxy, perimeter, perimeter2]) pin(c.pid, '0-1');
+  };
+
+  // ---- per core: the proxy alone on CPU 0, backend and wrk on CPU 1
+  pinnedLayout();
+  const contenders = [backend, nginx, haproxy, perimeter];
+  process.stdout.write(`\nwarm-up (${warmupS} s each)\n`);
+  for (const c of contenders) {
+    await wrk({ port: c.port, path: '/small', connections: 50, seconds: warmupS, cpu: '1' });
+    await wrk({ port: c.port, path: '/64k', connections: 50, seconds: 1, cpu: '1' });
+  }
+  const scenarios = [
+    { key: 'small', path: '/small', connections: 50 },
+    { key: '64k', path: '/64k', connections: 50 },
+    { key: 'c1', path: '/small', connections: 1 },
+  ] as const;
+  const perCore: Record<string, Samples> = { small: {}, '64k': {}, c1: {} };
+  for (let round = 0; round < rounds; round++) {
+    process.stdout.write(`\nround ${round + 1}/${rounds} (pinned)\n`);
+    for (const sc of scenarios) {
+      for (const c of rotate(contenders, round)) {
+        const s = await measure(c, { port: c.port, path: sc.path, connections: sc.connections, seconds: duration, cpu: '1' }, ports.status, round, sc.key, c !== backend);
+        (perCore[sc.key]![c.name] ??= []).push(s);
+      }
+    }
+  }
+
+  // ---- all cores: 1 vs 2 workers, unpinned (wrk and the backend share the two CPUs)
+  unpinnedLayout();
+  const scaling: Samples = {};
+  const scalers = [nginx, nginx2, perimeter, perimeter2];
+  for (const c of scalers) await wrk({ port: c.port, path: '/small', connections: 100, threads: 2, seconds: warmupS });
+  for (let round = 0; round < rounds; round++) {
+    process.stdout.write(`\nround ${round + 1}/${rounds} (unpinned, 1 vs 2 workers)\n`);
+    for (const c of rotate(scalers, round)) {
+      const s = await measure(c, { port: c.port, path: '/small', connections: 100, threads: 2, seconds: duration }, ports.status, round, 'workers', true);
+      (scaling[c.name] ??= []).push(s);
+    }
+  }
+
+  // ---- memory per idle keep-alive client connection (pinned layout; the clients run on CPU 1)
+  pinnedLayout();
+  const memory: Record<string, { connections: number; answered: number; failed: number; heldOpen: number; closedByProxy: number; rssBeforeKiB: number; rssAfterKiB: number; kibPerConnection: number; errors: Record<string, number> }> = {};
+  process.stdout.write(`\nmemory: ${idleConnections} idle keep-alive connections per proxy\n`);
+  if (fdLimit < idleConnections + 200) warn(`fd limit ${fdLimit} is below ${idleConnections} connections: raise it (ulimit -n 20000) or pass --connections`);
+  for (const c of [nginx, haproxy, perimeter]) {
+    await httpGet(c.port, '/small');
+    const before = await steadyRssKiB(c.pid);
+    const helper = spawn('taskset', ['-c', '1', process.execPath, IDLE_CLIENTS, String(c.port), String(idleConnections), '3000', BENCH_HOST, '/small'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+    children.set(helper.pid!, { name: 'idle-clients', child: helper });
+    const lines: Record<string, unknown>[] = [];
+    let after = 0;
+    await new Promise<void>((res) => {
+      let buf = '';
+      helper.stdout.on('data', (d: Buffer) => {
+        buf += d.toString();
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const msg = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
+          buf = buf.slice(i + 1);
+          lines.push(msg);
+          if (msg.phase === 'open') void steadyRssKiB(c.pid).then((v) => (after = v));
+        }
+      });
+      const t = setTimeout(() => helper.kill('SIGKILL'), 120_000);
+      helper.on('exit', () => {
+        clearTimeout(t);
+        children.delete(helper.pid!);
+        res();
+      });
+    });
+    const open = lines.find((l) => l.phase === 'open') ?? {};
+    const held = lines.find((l) => l.phase === 'held') ?? {};
+    const answered = Number(open.answered ?? 0);
+    memory[c.name] = {
+      connections: idleConnections,
+      answered,
+      failed: Number(open.failed ?? idleConnections),
+      heldOpen: Number(held.open ?? 0),
+      closedByProxy: Number(held.closedByPeer ?? 0),
+      rssBeforeKiB: before,
+      rssAfterKiB: after,
+      kibPerConnection: answered ? (after - before) / answered : Number.NaN,
+      errors: (open.errors ?? {}) as Record<string, number>,
+    };
+    const m = memory[c.name]!;
+    process.stdout.write(`  ${c.name.padEnd(10)} RSS ${(before / 1024).toFixed(1)} → ${(after / 1024).toFixed(1)} MiB: ${m.kibPerConnection.toFixed(1)} KiB/connection; ${m.answered} answered, ${m.heldOpen} held open, ${m.failed} failed ${JSON.stringify(m.errors)}\n`);
+    await sleep(1000); // let the proxy notice the closes before the next one
+  }
+
+  // ---- configuration changes under a paced load (pinned layout)
+  const paced = join(dir, 'paced.lua');
+  writeFileSync(paced, pacedScript(4)); // 20 connections × one request per ~4 ms ≈ 5k req/s, below every contender's capacity
+  const reload: Record<string, { steady: Sample; changing: Sample; changesSent: number; reloadsApplied: number; p99Ratio: number }> = {};
+  process.stdout.write(`\nconfiguration changes: ${reloadChanges} in ${reloadSeconds} s under a paced load (wrk -c20, 4 ms between requests per connection)\n`);
+  for (const c of [nginx, haproxy, perimeter]) {
+    const load: Load = { port: c.port, path: '/small', connections: 20, seconds: reloadSeconds, cpu: '1', script: paced };
+    const steady = await measure(c, load, ports.status, 0, 'steady', false);
+    const appliedBefore = c.reloadsApplied?.() ?? 0;
+    const running = measure(c, load, ports.status, 0, 'changing', false);
+    let sent = 0;
+    const every = (reloadSeconds * 1000) / reloadChanges;
+    for (let g = 1; g <= reloadChanges; g++) {
+      await sleep(g === 1 ? every / 2 : every);
+      c.change!(g);
+      sent++;
+    }
+    const changing = await running;
+    await sleep(1000);
+    reload[c.name] = { steady, changing, changesSent: sent, reloadsApplied: (c.reloadsApplied?.() ?? 0) - appliedBefore, p99Ratio: changing.p99 / steady.p99 };
+  }
+
+  // ---- report
+  const perCoreRows = Object.fromEntries(Object.entries(perCore).map(([k, s]) => [k, rows(s, 'nginx')]));
+  printRows(`small (100 B) responses, wrk -t1 -c50, proxy pinned to CPU 0 (${rounds} round(s))`, perCoreRows.small!, 'nginx');
+  printRows('64 KiB responses, wrk -t1 -c50, pinned', perCoreRows['64k']!, 'nginx');
+
+  const direct = perCore.c1![backend.name] ?? [];
+  const added = Object.fromEntries(
+    Object.entries(perCore.c1!).filter(([n]) => n !== backend.name).map(([n, ss]) => {
+      const dp50 = ss.map((s) => s.p50 - (direct.find((d) => d.round === s.round)?.p50 ?? Number.NaN));
+      const dp99 = ss.map((s) => s.p99 - (direct.find((d) => d.round === s.round)?.p99 ?? Number.NaN));
+      return [n, { p50: summarize(dp50), p99: summarize(dp99) }];
+    }),
+  );
+  process.stdout.write(`\none connection (wrk -t1 -c1), latency added over the direct backend (p50 ${formatUs(summarize(direct.map((d) => d.p50)).median)}, p99 ${formatUs(summarize(direct.map((d) => d.p99)).median)})\n`);
+  process.stdout.write(table(['contender', 'added p50', 'added p99', 'req/s'], Object.entries(added).map(([n, a]) => [n, `+${formatUs(a.p50.median)}`, `+${formatUs(a.p99.median)}`, formatRps(summarize((perCore.c1![n] ?? []).map((s) => s.rps)).median)])) + '\n');
+
+  const scalingRows = rows(scaling, 'nginx');
+  printRows('1 vs 2 workers, unpinned, wrk -t2 -c100 (wrk and the backend share the two CPUs)', scalingRows, 'nginx');
+  const scale = (w2: string, w1: string): Summary => roundRatios((scaling[w2] ?? []).map((s) => s.rps), (scaling[w1] ?? []).map((s) => s.rps));
+  const perimeterScale = scale(perimeter2.name, perimeter.name);
+  const nginxScale = scale(nginx2.name, nginx.name);
+  process.stdout.write(`scaling ×2 workers / ×1: perimeter ${perimeterScale.median.toFixed(2)}, nginx ${nginxScale.median.toFixed(2)}\n`);
+
+  process.stdout.write(`\nmemory per idle keep-alive client connection (${idleConnections} connections)\n`);
+  process.stdout.write(table(['contender', 'KiB/conn', 'answered', 'held open', 'failed'], Object.entries(memory).map(([n, m]) => [n, m.kibPerConnection.toFixed(1), String(m.answered), String(m.heldOpen), String(m.failed)])) + '\n');
+
+  process.stdout.write(`\nconfiguration changes under load (${reloadChanges} in ${reloadSeconds} s)\n`);
+  process.stdout.write(
+    table(
+      ['contender', 'reloads sent/applied', 'failed req', 'socket errors', 'p99 steady', 'p99 changing', '×steady'],
+      Object.entries(reload).map(([n, r]) => [n, `${r.changesSent}/${r.reloadsApplied}`, String(r.changing.non2xx), String(r.changing.errors), formatUs(r.steady.p99), formatUs(r.changing.p99), r.p99Ratio.toFixed(2)]),
+    ) + '\n',
+  );
+
+  const notYet = [
+    { scenario: 'HTTPS handshakes per second vs nginx (same certificate and curve)', needs: 'issue 5' },
+    { scenario: 'HTTPS keep-alive requests', needs: 'issue 5' },
+    { scenario: 'HTTP/2 (h2load)', needs: 'issue 5' },
+    { scenario: 'TCP proxy bulk throughput vs HAProxy mode tcp', needs: 'issue 6' },
+  ];
+  process.stdout.write('\nnot available yet:\n' + notYet.map((n) => `  ${n.scenario}: not available yet (needs ${n.needs})\n`).join(''));
+
+  // ---- targets of issue 4
+  const ratio = (sc: string): Summary | null => perCoreRows[sc]!.find((r) => r.contender === perimeter.name)?.xNginx ?? null;
+  const small = ratio('small')?.median ?? Number.NaN;
+  const large = ratio('64k')?.median ?? Number.NaN;
+  const pAdded = added[perimeter.name];
+  const pm = memory[perimeter.name];
+  const pr = reload[perimeter.name];
+  const ok = (b: boolean): string => (b ? 'met' : 'not met');
+  // Fastify / http-proxy were measured in ../shared/PERF-BASELINE.md (same method, same machine kind), not here.
+  const targets: Target[] = [
+    { target: 'small responses ≥ 0.6× nginx (pinned)', measured: `${small.toFixed(2)}×`, status: ok(small >= 0.6) },
+    { target: '64 KiB responses ≥ 0.7× nginx (pinned)', measured: `${large.toFixed(2)}×`, status: ok(large >= 0.7) },
+    { target: 'added latency at one connection ≤ 0.2 ms p50', measured: pAdded ? `+${formatUs(pAdded.p50.median)}` : '–', status: ok((pAdded?.p50.median ?? Infinity) <= 200) },
+    { target: 'added latency at one connection ≤ 0.5 ms p99', measured: pAdded ? `+${formatUs(pAdded.p99.median)}` : '–', status: ok((pAdded?.p99.median ?? Infinity) <= 500) },
+    { target: '≥ 2× Fastify/http-proxy (baseline: 0.17× small, 0.39× 64k, +163 µs p50, +1281 µs p99)', measured: `${small.toFixed(2)}× / ${large.toFixed(2)}× / +${formatUs(pAdded?.p50.median ?? NaN)} / +${formatUs(pAdded?.p99.median ?? NaN)}`, status: ok(small >= 0.34 && large >= 0.78 && (pAdded?.p50.median ?? Infinity) <= 81.5 && (pAdded?.p99.median ?? Infinity) <= 640.5) },
+    { target: '--workers 2 ≥ 1.7× one worker', measured: `${perimeterScale.median.toFixed(2)}× (nginx ${nginxScale.median.toFixed(2)}×)`, status: ok(perimeterScale.median >= 1.7) },
+    { target: '≤ 30 KiB per idle keep-alive client connection', measured: pm ? `${pm.kibPerConnection.toFixed(1)} KiB` : '–', status: ok((pm?.kibPerConnection ?? Infinity) <= 30) },
+    { target: `${idleConnections} idle connections held without errors`, measured: pm ? `${pm.heldOpen} held, ${pm.failed} failed` : '–', status: ok(pm !== undefined && pm.heldOpen === idleConnections && pm.failed === 0) },
+    { target: 'TCP proxy bulk ≥ 0.7× HAProxy mode tcp', measured: '–', status: 'not measurable yet: needs issue 6' },
+    { target: 'TLS handshakes/s ≥ 0.8× nginx', measured: '–', status: 'not measurable yet: needs issue 5' },
+    { target: 'config changes under load: 0 failed requests', measured: pr ? String(pr.changing.non2xx) : '–', status: ok(pr?.changing.non2xx === 0) },
+    { target: 'config changes under load: 0 connection resets/errors', measured: pr ? String(pr.changing.errors) : '–', status: ok(pr?.changing.errors === 0) },
+    { target: 'config changes under load: p99 ≤ 1.2× steady', measured: pr ? `${pr.p99Ratio.toFixed(2)}×` : '–', status: ok((pr?.p99Ratio ?? Infinity) <= 1.2) },
+  ];
+  process.stdout.write('\ntargets (issue 4)\n' + table(['target', 'measured', 'status'], targets.map((t) => [t.target, t.measured, t.status])) + '\n');
+  if (warnings.length) process.stdout.write(`\n${warnings.length} warning(s):\n${warnings.map((w) => `  ${w}`).join('\n')}\n`);
+
+  const result = {
+    date: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    rounds,
+    durationS: duration,
+    elapsedS: Math.round((Date.now() - started) / 1000),
+    machine,
+    layout: {
+      pinned: 'proxy under test: every thread on CPU 0 (taskset -a -p -c 0); backend nginx (1 worker) and wrk on CPU 1',
+      unpinned: '1 vs 2 workers: every process on CPUs 0-1; wrk -t2 -c100',
+    },
+    perCore: { samples: perCore, rows: perCoreRows, addedLatencyUs: added },
+    scaling: { samples: scaling, rows: scalingRows, perimeter: perimeterScale, nginx: nginxScale },
+    memory,
+    reload,
+    notAvailable: notYet,
+    targets,
+    warnings,
+  };
+  mkdirSync(dirname(outFile), { recursive: true });
+  writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(`\nJSON: ${outFile} (${result.elapsedS} s)\n`);
+}
+
+main().then(
+  async () => {
+    for (const [, { child }] of children) await stop(child, 3000);
+    process.exit(0);
+  },
+  (e: unknown) => {
+    process.stderr.write(`bench: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);

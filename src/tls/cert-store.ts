@@ -1,0 +1,273 @@
+/**
+ * Certificates of one HTTPS listener, chosen by SNI: exact names first, then
+ * a wildcard one label up. A name no certificate covers gets no certificate
+ * at all, so the handshake ends with a TLS alert instead of another site's
+ * certificate. Certificate files are watched and reloaded; a broken
+ * replacement keeps the previous certificate and logs why.
+ */
+import { X509Certificate, createPrivateKey, constants as cryptoConstants } from 'node:crypto';
+import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import tls from 'node:tls';
+import type { CertificateFile, TlsSpec } from '../config/types.js';
+
+/**
+ * TLS 1.2 suites: ECDHE key exchange (forward secrecy) with AEAD ciphers
+ * only, strongest first (Mozilla "intermediate" minus nothing: no CBC, no
+ * RSA key exchange, no DHE). TLS 1.3 suites are all AEAD and stay default.
+ */
+export const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+export const ECDH_CURVES = 'X25519:prime256v1:secp384r1';
+
+/** Options every perimeter TLS context and server shares. */
+export function secureOptions(spec: Pick<TlsSpec, 'minVersion'>): tls.SecureContextOptions {
+  return {
+    minVersion: spec.minVersion,
+    maxVersion: 'TLSv1.3',
+    ciphers: TLS12_CIPHERS,
+    honorCipherOrder: true,
+    ecdhCurve: ECDH_CURVES,
+    // No renegotiation (a DoS lever and a source of attacks), no compression (CRIME).
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION | cryptoConstants.SSL_OP_NO_COMPRESSION,
+  };
+}
+
+export interface CertInfo {
+  readonly names: readonly string[];
+  readonly subject: string;
+  readonly issuer: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly daysLeft: number;
+  readonly source: 'file' | 'acme';
+  readonly file?: string;
+  readonly fingerprint256: string;
+}
+
+interface Loaded {
+  readonly context: tls.SecureContext;
+  readonly info: CertInfo;
+}
+
+export interface CertStoreLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+/** Names a certificate is valid for: its DNS subjectAltNames (CN only when there are none). */
+export function certificateNames(x: X509Certificate): string[] {
+  const san = x.subjectAltName;
+  if (san) {
+    return san
+      .split(/,\s*/)
+      .filter((e) => e.startsWith('DNS:'))
+      .map((e) => e.slice(4).toLowerCase());
+  }
+  const cn = /(?:^|\n)CN=([^\n]+)/.exec(x.subject)?.[1];
+  return cn ? [cn.toLowerCase()] : [];
+}
+
+/** Load and check one certificate/key pair; throws with a clear message. */
+export function loadPair(certPem: string | Buffer, keyPem: string | Buffer, spec: Pick<TlsSpec, 'minVersion'>, source: 'file' | 'acme', file?: string): Loaded {
+  const chain = String(certPem);
+  const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(chain)?.[0];
+  if (!first) throw new Error('no PEM certificate found');
+  const x = new X509Certificate(first);
+  const key = createPrivateKey(keyPem);
+  if (!x.checkPrivateKey(key)) throw new Error('the private key does not belong to the certificate');
+  const context = tls.createSecureContext({ ...secureOptions(spec), cert: chain, key: keyPem });
+  const notAfter = new Date(x.validTo);
+  return {
+    context,
+    info: {
+      names: certificateNames(x),
+      subject: x.subject.replace(/\n/g, ', '),
+      issuer: x.issuer.replace(/\n/g, ', '),
+      notBefore: new Date(x.validFrom).toISOString(),
+      notAfter: notAfter.toISOString(),
+      daysLeft: Math.floor((notAfter.getTime() - Date.now()) / 86_400_000),
+      source,
+      ...(file ? { file } : {}),
+      fingerprint256: x.fingerprint256,
+    },
+  };
+}
+
+export class CertStore {
+  private spec: Pick<TlsSpec, 'minVersion'>;
+  private files: readonly CertificateFile[] = [];
+  private fromFiles = new Map<string, Loaded>(); // by cert file path
+  private readonly fromAcme = new Map<string, Loaded>(); // by domain
+  private exact = new Map<string, tls.SecureContext>();
+  private wildcard = new Map<string, tls.SecureContext>();
+  private watchers: FSWatcher[] = [];
+  private poll: NodeJS.Timeout | undefined;
+  private mtimes = new Map<string, number>();
+  private readonly log: CertStoreLog;
+  /** Called after certificates changed (for posture metrics). */
+  onChange: (() => void) | undefined;
+
+  constructor(spec: Pick<TlsSpec, 'minVersion'>, log: CertStoreLog) {
+    this.spec = spec;
+    this.log = log;
+  }
+
+  /**
+   * Load certificate files (on apply). Throws if any cannot be used, so a
+   * configuration with a broken certificate is refused as a whole.
+   */
+  setFiles(files: readonly CertificateFile[], spec: Pick<TlsSpec, 'minVersion'>): void {
+    const next = new Map<string, Loaded>();
+    for (const f of files) {
+      try {
+        next.set(f.certFile, loadPair(readFileSync(f.certFile), readFileSync(f.keyFile), spec, 'file', f.certFile));
+      } catch (err) {
+        throw new Error(`certificate ${f.certFile} (key ${f.keyFile}): ${(err as Error).message}`);
+      }
+    }
+    this.spec = spec;
+    this.files = files;
+    this.fromFiles = next;
+    this.rebuild();
+    this.watchFiles();
+  }
+
+  /** A certificate obtained by ACME for `domain` (replaces the previous one). */
+  setAcme(domain: string, cert: string, key: string): void {
+    this.fromAcme.set(domain.toLowerCase(), loadPair(cert, key, this.spec, 'acme'));
+    this.rebuild();
+  }
+
+  /** Does any certificate cover this name? */
+  covers(name: string): boolean {
+    return this.lookup(name.toLowerCase()) !== undefined;
+  }
+
+  /** SNICallback: the context for a name, or none (the handshake fails with an alert). */
+  readonly sni = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
+    cb(null, this.lookup(servername.toLowerCase()));
+  };
+
+  private lookup(name: string): tls.SecureContext | undefined {
+    const c = this.exact.get(name);
+    if (c) return c;
+    const dot = name.indexOf('.');
+    return dot === -1 ? undefined : this.wildcard.get(name.slice(dot + 1));
+  }
+
+  info(): CertInfo[] {
+    return [...this.fromFiles.values(), ...this.fromAcme.values()].map((l) => ({
+      ...l.info,
+      daysLeft: Math.floor((Date.parse(l.info.notAfter) - Date.now()) / 86_400_000),
+    }));
+  }
+
+  /** The certificate serving `name` (for posture reporting). */
+  infoFor(name: string): CertInfo | undefined {
+    const ctx = this.lookup(name.toLowerCase());
+    if (!ctx) return undefined;
+    return this.info().find((i) => {
+      const l = [...this.fromFiles.values(), ...this.fromAcme.values()].find((x) => x.info.fingerprint256 === i.fingerprint256);
+      return l?.context === ctx;
+    });
+  }
+
+  private rebuild(): void {
+    // Files first, in configured order; the first certificate naming a host wins.
+    const exact = new Map<string, tls.SecureContext>();
+    const wildcard = new Map<string, tls.SecureContext>();
+    const all = [...this.files.map((f) => this.fromFiles.get(f.certFile)).filter((l): l is Loaded => l !== undefined), ...this.fromAcme.values()];
+    for (const l of all) {
+      for (const n of l.info.names) {
+        if (n.startsWith('*.')) {
+          if (!wildcard.has(n.slice(2))) wildcard.set(n.slice(2), l.context);
+        } else if (!exact.has(n)) {
+          exact.set(n, l.context);
+        }
+      }
+    }
+    this.exact = exact;
+    this.wildcard = wildcard;
+    this.onChange?.();
+  }
+
+  private watchFiles(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    clearInterval(this.poll);
+    this.mtimes.clear();
+    const dirs = new Set<string>();
+    for (const f of this.files) {
+      dirs.add(path.dirname(f.certFile));
+      dirs.add(path.dirname(f.keyFile));
+      this.mtimes.set(f.certFile, mtime(f.certFile));
+      this.mtimes.set(f.keyFile, mtime(f.keyFile));
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const changed = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => this.reloadChanged(), 200);
+      timer.unref();
+    };
+    for (const d of dirs) {
+      try {
+        const w = watch(d, changed);
+        w.on('error', () => {});
+        w.unref();
+        this.watchers.push(w);
+      } catch {
+        // the poll below still notices changes
+      }
+    }
+    if (this.files.length > 0) {
+      this.poll = setInterval(() => {
+        for (const [file, m] of this.mtimes) if (mtime(file) !== m) return changed();
+      }, 2000);
+      this.poll.unref();
+    }
+  }
+
+  /** Re-read files whose cert or key changed; keep the old pair when the new one is broken. */
+  private reloadChanged(): void {
+    let any = false;
+    for (const f of this.files) {
+      const mc = mtime(f.certFile);
+      const mk = mtime(f.keyFile);
+      if (mc === this.mtimes.get(f.certFile) && mk === this.mtimes.get(f.keyFile)) continue;
+      try {
+        const l = loadPair(readFileSync(f.certFile), readFileSync(f.keyFile), this.spec, 'file', f.certFile);
+        this.fromFiles.set(f.certFile, l);
+        this.mtimes.set(f.certFile, mc);
+        this.mtimes.set(f.keyFile, mk);
+        any = true;
+        this.log.info({ event: { action: 'certificate-reloaded' }, file: f.certFile, names: l.info.names, notAfter: l.info.notAfter }, `certificate ${f.certFile} reloaded`);
+      } catch (err) {
+        // Often the cert is replaced before its key: try again on the next change or poll.
+        this.log.warn({ event: { action: 'certificate-reload-failed' }, file: f.certFile, err: (err as Error).message }, `certificate ${f.certFile} not reloaded (keeping the previous one): ${(err as Error).message}`);
+      }
+    }
+    if (any) this.rebuild();
+  }
+
+  close(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    clearInterval(this.poll);
+  }
+}
+
+function mtime(file: string): number {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return -1;
+  }
+}

@@ -1,0 +1,196 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http from 'node:http';
+import https from 'node:https';
+import tls from 'node:tls';
+import { startUpstream } from '../helpers/upstream.js';
+import { startPerimeter } from '../helpers/perimeter.js';
+import { makeCert } from '../helpers/certs.js';
+
+function tlsConfig(backendPort: number, certs: { cert: string; key: string }[], extra = ''): { perimeter: string; sites: Record<string, string> } {
+  return {
+    perimeter: `clusters:
+  web:
+    listen: { http: "127.0.0.1:0", https: "127.0.0.1:0" }
+    tls:
+      certificates:
+${certs.map((c) => `        - { cert: "${c.cert}", key: "${c.key}" }`).join('\n')}
+${extra}
+defaults:
+  health: { type: none }
+discovery:
+  static:
+    app: ["127.0.0.1:${backendPort}"]
+access-log:
+  path: "off"
+`,
+    sites: { 'team.yaml': 'a.example.com:\n  service: app\nb.example.com:\n  service: app\n"*.c.example.com":\n  service: app\n' },
+  };
+}
+
+function handshake(port: number, servername: string | undefined, opts: tls.ConnectionOptions = {}): Promise<{ cert?: tls.PeerCertificate; error?: string; socket?: tls.TLSSocket }> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername, rejectUnauthorized: false, ...opts }, () => resolve({ cert: s.getPeerCertificate(), socket: s }));
+    s.on('error', (e: Error & { code?: string }) => resolve({ error: e.code ?? e.message }));
+  });
+}
+
+function httpsGet(port: number, host: string, path = '/', agent?: https.Agent): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string; socketCert: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path, servername: host, headers: { host }, rejectUnauthorized: false, agent }, (res) => {
+      const cn = (res.socket as tls.TLSSocket).getPeerCertificate().subject?.CN;
+      const socketCert = Array.isArray(cn) ? cn.join(',') : (cn ?? '');
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, socketCert }));
+    });
+    req.on('error', reject);
+  });
+}
+
+test('SNI picks each site\'s certificate; an unknown name gets a TLS alert, not a certificate', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
+  const a = makeCert(dir, 'a', ['a.example.com']);
+  const b = makeCert(dir, 'b', ['b.example.com', '*.c.example.com']);
+  const up = await startUpstream();
+  const p = await startPerimeter(tlsConfig(up.port, [a, b]));
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  const ha = await handshake(port, 'a.example.com');
+  assert.equal(ha.cert?.subject.CN, 'a.example.com');
+  ha.socket?.destroy();
+  const hb = await handshake(port, 'x.c.example.com');
+  assert.equal(hb.cert?.subject.CN, 'b.example.com');
+  hb.socket?.destroy();
+  for (const name of ['unknown.example.com', undefined]) {
+    const h = await handshake(port, name);
+    assert.equal(h.error, 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', `SNI ${name}: ${h.error ?? 'connected'}`);
+  }
+});
+
+test('HTTPS responses carry HSTS and X-Forwarded-Proto https; old protocols and CBC suites are refused', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
+  const a = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  const p = await startPerimeter(tlsConfig(up.port, [a]));
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  const r = await httpsGet(port, 'a.example.com', '/x');
+  assert.equal(r.status, 200);
+  assert.equal(r.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains');
+  assert.equal(up.received[0]!.headers['x-forwarded-proto'], 'https');
+  assert.match(String(up.received[0]!.headers['forwarded']), /proto=https/);
+  // perimeter's own answers carry it too.
+  const e = await httpsGet(port, 'a.example.com', '/x');
+  assert.ok(e.headers['strict-transport-security']);
+  const old = await handshake(port, 'a.example.com', { maxVersion: 'TLSv1.1', minVersion: 'TLSv1' });
+  assert.ok(old.error, 'TLS 1.1 refused');
+  const cbc = await handshake(port, 'a.example.com', { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA' });
+  assert.ok(cbc.error, 'CBC suites refused');
+  const t13 = await handshake(port, 'a.example.com', { minVersion: 'TLSv1.3' });
+  assert.equal(t13.socket?.getProtocol(), 'TLSv1.3');
+  t13.socket?.destroy();
+  const t12 = await handshake(port, 'a.example.com', { maxVersion: 'TLSv1.2' });
+  assert.equal(t12.socket?.getProtocol(), 'TLSv1.2');
+  assert.match(t12.socket!.getCipher().name, /GCM|CHACHA20/);
+  assert.equal((t12.socket?.getEphemeralKeyInfo() as { type?: string } | null)?.type, 'ECDH');
+  t12.socket?.destroy();
+});
+
+test('TLS sessions resume with tickets', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
+  const a = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  const p = await startPerimeter(tlsConfig(up.port, [a]));
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  const session = await new Promise<Buffer>((resolve, reject) => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'a.example.com', rejectUnauthorized: false, maxVersion: 'TLSv1.2' });
+    s.once('session', (sess: Buffer) => {
+      resolve(sess);
+      s.destroy();
+    });
+    s.on('error', reject);
+  });
+  const again = await handshake(port, 'a.example.com', { session, maxVersion: 'TLSv1.2' });
+  assert.equal(again.socket?.isSessionReused(), true);
+  again.socket?.destroy();
+});
+
+test('the http listener redirects sites to HTTPS (301 for GET, 308 otherwise)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
+  const a = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  const p = await startPerimeter(tlsConfig(up.port, [a]));
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const httpPort = p.runtime.bound().find((l) => l.protocol === 'http')!.port;
+  const httpsPort = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  const req = (method: string): Promise<{ status: number; location?: string }> =>
+    new Promise((resolve, reject) => {
+      const r = http.request({ host: '127.0.0.1', port: httpPort, method, path: '/p?q=1', headers: { host: 'a.example.com' } }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, location: res.headers.location });
+      });
+      r.on('error', reject);
+      r.end(method === 'POST' ? 'body' : undefined);
+    });
+  assert.deepEqual(await req('GET'), { status: 301, location: `https://a.example.com:${httpsPort}/p?q=1` });
+  assert.deepEqual(await req('POST'), { status: 308, location: `https://a.example.com:${httpsPort}/p?q=1` });
+  assert.equal(up.requests, 0, 'nothing reached a backend over plain HTTP');
+});
+
+test('a certificate replaced on disk is served to new connections; existing connections continue', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
+  const a = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  const p = await startPerimeter(tlsConfig(up.port, [a]));
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  const first = await httpsGet(port, 'a.example.com', '/', agent);
+  const before = (await handshake(port, 'a.example.com')).cert!.fingerprint256;
+  // Replace cert and key the way a deploy tool does: write aside, rename over.
+  const next = makeCert(dir, 'next', ['a.example.com']);
+  await writeFile(join(dir, 'a.key.tmp'), await readFile(next.key));
+  await writeFile(join(dir, 'a.pem.tmp'), await readFile(next.cert));
+  await rename(join(dir, 'a.key.tmp'), a.key);
+  await rename(join(dir, 'a.pem.tmp'), a.cert);
+  let after = before;
+  const deadline = Date.now() + 8000;
+  while (after === before && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    const h = await handshake(port, 'a.example.com');
+    after = h.cert!.fingerprint256;
+    h.socket?.destroy();
+  }
+  assert.notEqual(after, before, 'new connections get the new certificate');
+  // The keep-alive connection made before the change still serves.
+  const again = await httpsGet(port, 'a.example.com', '/', agent);
+  assert.equal(first.status, 200);
+  assert.equal(again.status, 200);
+  agent.destroy();
+});
