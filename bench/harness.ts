@@ -309,7 +309,8 @@ export function summarizeProfile(p: CpuProfile, limit = 25): { totalMs: number; 
     if (!node || dt <= 0) continue;
     total += dt;
     const cf = node.callFrame;
-    const file = cf.url.replace(/^file:\/\/.*\/(dist\/)?/, '');
+    // Paths relative to the build output (src/web/http1.js), or the bare file name of a dependency.
+    const file = cf.url.includes('/dist/') ? cf.url.slice(cf.url.lastIndexOf('/dist/') + 6) : cf.url.replace(/^file:\/\/.*\//, '');
     const where = cf.url ? `${file}:${cf.lineNumber + 1}` : '';
     const key = `${cf.functionName}@${where}`;
     const e = self.get(key) ?? { name: cf.functionName || '(anonymous)', where, category: profileCategory(cf.functionName, cf.url), us: 0 };

@@ -85,6 +85,7 @@ const routes: ReadonlyMap<string, Readonly<Record<string, Handler>>> = new Map<s
     },
   ],
   ['/api/pools', { GET: async (source) => json(200, { generation: source.configInfo().generation, pools: await source.pools() }) }],
+  ['/api/geo', { GET: async (source) => json(200, source.geoInfo?.() ?? { enabled: false }) }],
   [
     '/api/backends',
     {

@@ -37,6 +37,8 @@ export interface AdminSource {
   snapshot(): Snapshot | undefined;
   /** Pool state (backends, health, ejection, scores with reasons, panic). */
   pools(): Promise<PoolDescription[]>;
+  /** The geolocation databases in use (path, build date), when geo is on. */
+  geoInfo?(): unknown;
   /** Re-read the configuration directory and apply it (or refuse it). */
   reload(trigger: ReloadTrigger): Promise<ReloadOutcome>;
 }

@@ -30,6 +30,15 @@ const COLUMNS: readonly { title: string; value: (r: SiteRow) => string }[] = [
   { title: 'LISTENERS', value: (r) => r.listeners.join(', ') || '-' },
   { title: 'TLS', value: (r) => r.tls },
   { title: 'HSTS', value: (r) => r.hsts },
+  {
+    title: 'CERTIFICATE',
+    value: (r) =>
+      r.certificate
+        ? `${r.certificate.source} ${r.certificate.issuer.replace(/^.*CN=/, 'CN=')}, until ${r.certificate.notAfter.slice(0, 10)} (${r.certificate.daysLeft}d)`
+        : r.tls.startsWith('none')
+          ? '-'
+          : 'NONE (handshakes fail)',
+  },
   { title: 'DECLARED IN', value: (r) => `${r.file}:${r.line}:${r.column}` },
 ];
 

@@ -4,6 +4,7 @@
  * and the admin API.
  */
 import type { Snapshot } from './types.js';
+import { certificateFor, type CertPosture } from '../tls/posture.js';
 
 export interface SiteRow {
   readonly host: string;
@@ -15,6 +16,8 @@ export interface SiteRow {
   /** TLS state: 'none' until HTTPS listeners exist (issue 5). */
   readonly tls: string;
   readonly hsts: string;
+  /** The certificate serving the site (HTTPS clusters), or null when none covers it. */
+  readonly certificate: CertPosture | null;
   readonly file: string;
   readonly line: number;
   readonly column: number;
@@ -41,6 +44,7 @@ export function siteInventory(snapshot: Snapshot): SiteRow[] {
       listeners,
       tls: t ? `${t.minVersion === 'TLSv1.3' ? 'TLS 1.3' : 'TLS 1.2+1.3'}${t.redirect && cluster?.listen.http ? ', http redirects' : ''}` : 'none (no https listener)',
       hsts: t ? `max-age=${t.hstsMaxAgeS}${t.hstsIncludeSubdomains ? '; includeSubDomains' : ''}${t.hstsPreload ? '; preload' : ''}` : 'off (needs TLS)',
+      certificate: t ? (certificateFor(snapshot, site.cluster, site.host) ?? null) : null,
       file: site.pos.file,
       line: site.pos.line,
       column: site.pos.column,

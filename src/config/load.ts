@@ -12,6 +12,7 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Docum
 import type { z } from 'zod';
 import type {
   AccessLogSpec,
+  AcmeSpec,
   AdminSpec,
   BalancerKind,
   ClusterSpec,
@@ -1109,6 +1110,7 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
   }
 
   let geo: GeoSpec | undefined;
+  let acme: AcmeSpec | undefined;
   if (compiled && platformFile) {
     const used = new Set(entries.map((e) => e.wire.service));
     for (const name of compiled.serviceOverrides.keys()) {
@@ -1126,6 +1128,7 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
       if (token !== undefined && compiled.admin) compiled.admin = { ...compiled.admin, token };
     }
     if (platform) geo = await compileGeo(root, platformFile, platform, out);
+    if (platform) acme = compileAcme(root, platformFile, platform, out);
   }
 
   if (out.errors.length > 0 || !compiled) {
@@ -1155,9 +1158,49 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     discovery: compiled.discovery,
     ...(compiled.admin ? { admin: compiled.admin } : {}),
     ...(geo ? { geo } : {}),
+    ...(acme ? { acme } : {}),
     ...accessLogOf(platform),
   });
   return { ok: true, snapshot, warnings: sortIssues(out.warnings) };
+}
+
+/** ACME: paths resolved against the configuration directory; the CA bundle must exist. */
+function compileAcme(dir: string, f: SourceFile, p: PlatformWire, out: Issues): AcmeSpec | undefined {
+  const a = p.acme;
+  if (a === undefined) return undefined;
+  let ok = true;
+  let url: URL | undefined;
+  try {
+    url = new URL(a.directory);
+  } catch {
+    url = undefined;
+  }
+  if (url?.protocol !== 'https:') {
+    ok = false;
+    out.error(f.rel, f.valuePos(['acme', 'directory']), `acme directory '${a.directory}' is not an https URL`, 'use the https directory URL the CA publishes, e.g. https://acme-v02.api.letsencrypt.org/directory');
+  }
+  let caFile: string | undefined;
+  if (a['ca-file'] !== undefined) {
+    caFile = path.resolve(dir, a['ca-file']);
+    if (!existsSync(caFile)) {
+      ok = false;
+      out.error(f.rel, f.valuePos(['acme', 'ca-file']), `acme ca-file ${caFile} does not exist`, 'fix the path (relative to the configuration directory), or remove ca-file for a publicly trusted CA');
+    }
+  }
+  let renewBeforeMs: number | undefined;
+  if (a['renew-before'] !== undefined) {
+    const d = parseDuration(a['renew-before']);
+    if (d.ok) renewBeforeMs = d.value;
+  }
+  if (!ok) return undefined;
+  return {
+    directory: a.directory,
+    ...(a.email !== undefined ? { email: a.email } : {}),
+    storage: path.resolve(dir, a.storage),
+    challenges: [...new Set(a.challenges ?? (['http-01', 'tls-alpn-01'] as const))],
+    ...(renewBeforeMs !== undefined ? { renewBeforeMs } : {}),
+    ...(caFile !== undefined ? { caFile } : {}),
+  };
 }
 
 /** Header names when perimeter.yaml does not say. */

@@ -321,10 +321,26 @@ const admin = z
   })
   .describe('The admin listener: Prometheus metrics and the JSON admin API (config, sites, pools, backends, reload).');
 
+const acme = z
+  .strictObject({
+    directory: z.string().min(1).describe("The CA's ACME directory URL (https), e.g. https://acme-v02.api.letsencrypt.org/directory."),
+    email: z.string().min(3).optional().describe('Contact address for the CA account (expiry and incident notices).'),
+    storage: z.string().min(1).describe('Directory for the account key, certificates and order leases (0700; may be shared by every perimeter host), relative to the configuration directory.'),
+    challenges: z
+      .array(z.enum(['http-01', 'tls-alpn-01']))
+      .min(1)
+      .optional()
+      .describe('Challenge types to answer, in order of preference (default [http-01, tls-alpn-01]).'),
+    'renew-before': duration.optional().describe('Renew when less than this remains (default: a third of the lifetime); a CA offering ACME Renewal Information decides first.'),
+    'ca-file': z.string().min(1).optional().describe("Extra CA bundle (PEM) trusted for the directory's HTTPS, e.g. a test CA; relative to the configuration directory."),
+  })
+  .describe('Automatic certificates by ACME (docs/acme.md).');
+
 export const platformSchema = z
   .strictObject({
     clusters: z.record(z.string(), cluster).describe('Tenant clusters by name.'),
     admin: admin.optional(),
+    acme: acme.optional(),
     geo: geo.optional(),
     'access-log': z
       .strictObject({ path: accessLogPath.optional().describe("Default logs/access.log; 'off' disables the access log.") })

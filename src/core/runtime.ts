@@ -10,6 +10,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { CertStore, secureOptions } from '../tls/cert-store.js';
+import { GeoLookup } from '../geo/lookup.js';
 import { currentEpoch, ticketKeys, ticketSecret, TICKET_EPOCH_MS } from '../tls/tickets.js';
 import type { ClusterSpec, ListenAddress, LogOmit, ServiceSpec, Snapshot } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
@@ -124,6 +125,11 @@ export class Runtime {
   appliedAt = '';
   private accessLog: AccessLog | undefined;
   private certStores = new Map<string, CertStore>();
+  private geo: GeoLookup | undefined;
+  private nextGeo: GeoLookup | undefined;
+  private geoKey = 'null';
+  /** ACME HTTP-01 answers for the http listeners (set when ACME is configured). */
+  private acmeChallenge: ((token: string) => string | undefined) | undefined;
   private readonly ticketSecret = ticketSecret();
   private ticketTimer: NodeJS.Timeout | undefined;
   private readonly tlsServers = new Set<tls.Server>();
@@ -189,6 +195,8 @@ export class Runtime {
     let newAccessLog: AccessLog | undefined;
     let accessLogChanged = false;
     const newStores = new Map<string, CertStore>();
+    let newGeo: GeoLookup | undefined;
+    let geoChanged = false;
     const adminChanged = this.role !== 'worker' && !sameAddress(this.admin?.address, snapshot.admin?.listen);
     try {
       // Certificates first: a certificate that cannot be used refuses the config.
@@ -208,6 +216,13 @@ export class Runtime {
         this.admin = undefined;
         newAdmin = await AdminServer.start(snapshot.admin, this.opts.adminSource ? this.opts.adminSource() : this.adminSource(), { log: this.log });
       }
+      // Geolocation databases: open (and in the control process, build) before anything swaps.
+      const geoKey = JSON.stringify(snapshot.geo ?? null);
+      if (geoKey !== this.geoKey) {
+        newGeo = snapshot.geo ? await GeoLookup.open(snapshot.geo, this.log) : undefined;
+        geoChanged = true;
+      }
+      this.nextGeo = geoChanged ? newGeo : this.geo;
       // The access log (data-plane processes): a path that cannot be opened refuses the config.
       if (this.role !== 'control') {
         const want = snapshot.accessLog?.path;
@@ -219,6 +234,7 @@ export class Runtime {
     } catch (err) {
       for (const l of added) l.server.close();
       if (newAdmin) await newAdmin.close();
+      newGeo?.close();
       this.metrics.reloads.inc({ result: 'refused' });
       throw err;
     }
@@ -284,6 +300,12 @@ export class Runtime {
       l.state.routes = routes;
       l.cluster = routes.cluster.name;
     }
+    if (geoChanged) {
+      const old = this.geo;
+      this.geo = newGeo;
+      this.geoKey = JSON.stringify(snapshot.geo ?? null);
+      old?.close();
+    }
     for (const [name, store] of this.certStores) if (!newStores.has(name)) store.close();
     this.certStores = newStores;
     this.snapshot = snapshot;
@@ -315,7 +337,7 @@ export class Runtime {
     return compileListenerRoutes(snapshot, cluster, generation, (name) => {
       const st = this.services.get(name);
       return st ? { pool: st.pool, budget: st.budget, retries: st.spec.retries } : undefined;
-    }, proto, httpsPort);
+    }, proto, httpsPort, { geo: this.nextGeo, acmeChallenge: this.acmeChallenge });
   }
 
   private bind(key: string, cluster: ClusterSpec, proto: Proto, addr: ListenAddress, generation: number, store?: CertStore): Promise<Listener> {
@@ -433,6 +455,7 @@ export class Runtime {
       }),
       snapshot: () => this.snapshot,
       pools: async () => this.describePools(),
+      geoInfo: () => (this.geo ? { enabled: true, ...this.geo.info() } : { enabled: false }),
       reload: async (trigger) => {
         if (!this.opts.reload) {
           const outcome: ReloadOutcome = { ok: false, generation: this.generation, errors: ['this runtime was started without a configuration directory to reload from'], trigger, at: new Date().toISOString() };
@@ -508,6 +531,7 @@ export class Runtime {
     if (this.admin) await this.admin.close();
     if (this.accessLog) await this.accessLog.close();
     clearTimeout(this.ticketTimer);
+    this.geo?.close();
     for (const st of this.certStores.values()) st.close();
   }
 }

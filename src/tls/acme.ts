@@ -399,7 +399,7 @@ export class AcmeManager {
     const renewal = st.current !== undefined;
     const replaces = renewal && typeof (await this.directory()).renewalInfo === 'string' ? ariCertId(st.current!.cert) : undefined;
     this.orderCount++;
-    this.log.info({ event: renewal ? 'acme.renewal' : 'acme.order', domain }, `acme: ${renewal ? 'renewing' : 'ordering'} certificate for ${domain}`);
+    this.log.info({ event: renewal ? 'acme.renewal' : 'acme.order', domain, ...(replaces ? { replaces } : {}) }, `acme: ${renewal ? 'renewing' : 'ordering'} certificate for ${domain}`);
     const request = { identifiers: [{ type: 'dns', value: domain }], ...(replaces ? { replaces } : {}) };
     const order: Order = await client.createOrder(request);
     for (const authz of await client.getAuthorizations(order)) {

@@ -33,6 +33,7 @@ import {
 } from './http1.js';
 import { errorResponse, wantsJson } from './respond.js';
 import { findRoute } from './routes.js';
+import { clientAddressForGeo, type GeoLookup } from '../geo/lookup.js';
 import type { ConnPools, UpstreamConn, UpstreamOwner } from './upstream-conn.js';
 
 /** What the proxy needs of a service's pool (src/upstream/pool.ts). */
@@ -76,6 +77,8 @@ export interface ListenerRoutes {
   readonly redirectPort: number;
   /** ACME HTTP-01: the key authorization for a token (http listeners, when ACME is configured). */
   readonly acmeChallenge?: (token: string) => string | undefined;
+  /** Country and AS number headers for the client address (when geo is on). */
+  readonly geo?: GeoLookup;
 }
 
 /** The decision/audit record of one request (the access log of the next issue writes it). */
@@ -534,9 +537,12 @@ export class Exchange implements UpstreamOwner, Expirable {
     let fwd = '';
     let proto = '';
     let fhost = '';
+    const geo = this.routes.geo;
     for (const f of h.headers) {
       const n = f.name;
       if (isHopByHop(n, ct)) continue;
+      // Geo headers are perimeter's: whatever a client sent under their names goes.
+      if (geo !== undefined && (n === geo.countryHeader || n === geo.asnHeader)) continue;
       if (FORWARDING.has(n)) {
         if (!trusted) continue;
         if (n === 'x-forwarded-for') xff = xff ? `${xff}, ${f.value}` : f.value;
@@ -557,6 +563,11 @@ export class Exchange implements UpstreamOwner, Expirable {
     s += `X-Forwarded-Proto: ${proto || this.routes.proto}\r\n`;
     s += `X-Forwarded-Host: ${fhost || h.hostHeader}\r\n`;
     s += `X-Request-Id: ${id}\r\n`;
+    if (geo !== undefined) {
+      // The real client: behind trusted proxies, the right-most untrusted X-Forwarded-For entry.
+      const client = trusted && xff ? clientAddressForGeo(ip, xff, (a) => this.routes.trusted.has(a)) : ip;
+      s += geo.headers(client);
+    }
     if (h.bodyLength === -2) s += 'Transfer-Encoding: chunked\r\n';
     if (h.upgrade) s += `Connection: upgrade\r\nUpgrade: ${h.upgrade}\r\n`;
     s += '\r\n';

@@ -5,6 +5,7 @@
  */
 import type { ClusterSpec, RetrySpec, Snapshot, TlsSpec } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
+import type { GeoLookup } from '../geo/lookup.js';
 import type { ListenerRoutes, PoolLike, RetryBudget, SiteRoute } from './proxy.js';
 
 export interface ServiceRuntime {
@@ -21,6 +22,7 @@ export function compileListenerRoutes(
   proto: 'http' | 'https' = 'http',
   /** The port the cluster's https listener actually bound (differs when configured as 0). */
   boundHttpsPort?: number,
+  extras: { geo?: GeoLookup; acmeChallenge?: (token: string) => string | undefined } = {},
 ): ListenerRoutes {
   const exact = new Map<string, SiteRoute>();
   const wildcard = new Map<string, SiteRoute>();
@@ -44,6 +46,8 @@ export function compileListenerRoutes(
     hsts: proto === 'https' && cluster.tls ? hstsHeader(cluster.tls) : '',
     // The http listener of a cluster that serves HTTPS sends sites there.
     redirectPort: proto === 'http' && cluster.listen.https && cluster.tls?.redirect ? (boundHttpsPort ?? cluster.listen.https.port) : 0,
+    ...(extras.geo ? { geo: extras.geo } : {}),
+    ...(proto === 'http' && extras.acmeChallenge ? { acmeChallenge: extras.acmeChallenge } : {}),
   };
 }
 

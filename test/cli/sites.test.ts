@@ -51,10 +51,10 @@ test('sites: an aligned table of every site, sorted by cluster then host', async
   assert.equal(
     r.stdout,
     [
-      'HOST                CLUSTER  SERVICE   OWNER     LISTENERS              TLS                       HSTS             DECLARED IN',
-      'pay.example.com     payment  pay       payments  http://*:8443          none (no https listener)  off (needs TLS)  sites/payments.yml:1:1',
-      '*.apps.example.com  web      frontend  -         http://127.0.0.1:8080  none (no https listener)  off (needs TLS)  sites/web-team.yaml:6:1',
-      'www.example.com     web      frontend  web-team  http://127.0.0.1:8080  none (no https listener)  off (needs TLS)  sites/web-team.yaml:2:1',
+      'HOST                CLUSTER  SERVICE   OWNER     LISTENERS              TLS                       HSTS             CERTIFICATE  DECLARED IN',
+      'pay.example.com     payment  pay       payments  http://*:8443          none (no https listener)  off (needs TLS)  -            sites/payments.yml:1:1',
+      '*.apps.example.com  web      frontend  -         http://127.0.0.1:8080  none (no https listener)  off (needs TLS)  -            sites/web-team.yaml:6:1',
+      'www.example.com     web      frontend  web-team  http://127.0.0.1:8080  none (no https listener)  off (needs TLS)  -            sites/web-team.yaml:2:1',
       '',
     ].join('\n'),
   );
@@ -102,4 +102,43 @@ test('sites: usage errors exit 2', async () => {
   const help = await perimeter(['sites', '--help']);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--json/);
+});
+
+test('sites shows each HTTPS site\'s certificate (issuer, expiry, source), HSTS and TLS versions', async (t) => {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { makeCert } = await import('../helpers/certs.js');
+  const certDir = await mkdtemp(join(tmpdir(), 'perimeter-sites-cert-'));
+  const a = makeCert(certDir, 'a', ['secure.example.com'], { days: 40 });
+  const c = await tempDir({
+    'perimeter.yaml': `clusters:
+  web:
+    listen: { http: "127.0.0.1:8080", https: "127.0.0.1:8443" }
+    tls:
+      certificates:
+        - { cert: "${a.cert}", key: "${a.key}" }
+discovery:
+  static:
+    app: ["127.0.0.1:9001"]
+`,
+    'sites/a.yaml': 'secure.example.com:\n  service: app\nuncovered.example.com:\n  service: app\n',
+  });
+  t.after(async () => {
+    await c.cleanup();
+    await rm(certDir, { recursive: true, force: true });
+  });
+  const r = await perimeter(['sites', '--json', c.dir]);
+  assert.equal(r.code, 0, r.stderr);
+  const rows = JSON.parse(r.stdout) as { host: string; tls: string; hsts: string; listeners: string[]; certificate: { issuer: string; daysLeft: number; source: string } | null }[];
+  const secure = rows.find((x) => x.host === 'secure.example.com')!;
+  assert.deepEqual(secure.listeners, ['http://127.0.0.1:8080', 'https://127.0.0.1:8443']);
+  assert.equal(secure.tls, 'TLS 1.2+1.3, http redirects');
+  assert.equal(secure.hsts, 'max-age=31536000; includeSubDomains');
+  assert.equal(secure.certificate?.source, 'file');
+  assert.match(secure.certificate!.issuer, /CN=secure.example.com/);
+  assert.ok(secure.certificate!.daysLeft >= 38 && secure.certificate!.daysLeft <= 40);
+  assert.equal(rows.find((x) => x.host === 'uncovered.example.com')!.certificate, null);
+  const table = await perimeter(['sites', c.dir]);
+  assert.match(table.stdout, /uncovered\.example\.com .*NONE \(handshakes fail\)/);
 });

@@ -6,8 +6,9 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tls from 'node:tls';
@@ -247,7 +248,6 @@ test('a stale lease of a dead host is taken over', { timeout: 30_000 }, async (t
   const { m, next } = h.manager();
   // Created after the manager made the storage layout.
   const [caDir] = readdirSync(h.storage);
-  const { writeFileSync } = await import('node:fs');
   writeFileSync(path.join(h.storage, caDir!, 'locks', 'stale.example.test.lock'), JSON.stringify({ owner: 'dead-host:1:0', expires: Date.now() - 1_000 }));
   m.setDomains(['stale.example.test']);
   await next();
@@ -280,8 +280,6 @@ test('ARI: the CA suggested window decides renewal; the renewal order names the 
   const h = await harness(t);
   h.pebble.addDomain('ari.example.test');
   // Pebble 2.4 has no renewalInfo: a directory in front of it adds one.
-  const { request } = await import('node:https');
-  const { readFileSync } = await import('node:fs');
   const ca = readFileSync(h.pebble.caFile, 'utf8');
   const asked: string[] = [];
   const renewNow = new Set<string>();
@@ -332,4 +330,5 @@ test('ARI: the CA suggested window decides renewal; the renewal order names the 
   await sleep(300);
   assert.equal(again.m.orders, 1, 'the new certificate is not due');
   assert.ok(h.logs.some((l) => l.event === 'acme.ari.window'));
+  assert.ok(h.logs.some((l) => l.event === 'acme.renewal' && l.replaces === idA), 'the order carried replaces');
 });

@@ -1,0 +1,190 @@
+/**
+ * The benchmark harness's pure parts (bench/harness.ts) and its idle-client
+ * helper: what `npm run bench` computes its tables from. Needs no nginx,
+ * HAProxy or wrk.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  haproxyConf, median, nginxBackendConf, nginxProxyConf, pacedScript, parseStubStatus, parseVmRssKiB, parseWrk,
+  parseWrkTime, perimeterPlatformYaml, perimeterSitesYaml, rotate, roundRatios, socketErrorTotal, summarize,
+  summarizeProfile, SMALL_BODY, table, type CpuProfile,
+} from '../../bench/harness.js';
+import { loadConfig } from '../../src/config/load.js';
+
+// Verbatim output of wrk 4.1.0 (Debian) with --latency, one run with errors.
+const WRK_OUT = `Running 3s test @ http://127.0.0.1:41217/small
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.61ms    3.14ms  52.67ms   93.72%
+    Req/Sec    21.05k     1.63k   23.51k    76.67%
+  Latency Distribution
+     50%    1.98ms
+     75%    2.33ms
+     90%    3.45ms
+     99%   18.40ms
+  62873 requests in 3.00s, 14.63MB read
+  Socket errors: connect 0, read 12, write 3, timeout 1
+  Non-2xx or 3xx responses: 7
+Requests/sec:  20952.67
+Transfer/sec:      4.88MB
+`;
+
+test('wrk output: throughput, percentiles in µs, socket errors and non-2xx', () => {
+  const r = parseWrk(WRK_OUT);
+  assert.equal(r.requests, 62873);
+  assert.equal(r.durationS, 3);
+  assert.equal(r.rps, 20952.67);
+  assert.deepEqual(r.latencyUs, { p50: 1980, p75: 2330, p90: 3450, p99: 18400 });
+  assert.deepEqual(r.socketErrors, { connect: 0, read: 12, write: 3, timeout: 1 });
+  assert.equal(socketErrorTotal(r), 16);
+  assert.equal(r.non2xx, 7);
+});
+
+test('wrk output without errors, and microsecond and second units', () => {
+  const clean = WRK_OUT.replace(/ {2}Socket errors.*\n/, '').replace(/ {2}Non-2xx.*\n/, '').replace('1.98ms', '17.00us').replace('18.40ms', '1.02s');
+  const r = parseWrk(clean);
+  assert.equal(r.latencyUs.p50, 17);
+  assert.equal(r.latencyUs.p99, 1_020_000);
+  assert.equal(socketErrorTotal(r), 0);
+  assert.equal(r.non2xx, 0);
+  assert.equal(parseWrkTime('1.50m'), 90_000_000);
+  assert.throws(() => parseWrkTime('12'), /not a wrk time/);
+});
+
+test('wrk output that is not a finished run is an error, not zeros', () => {
+  assert.throws(() => parseWrk('unable to connect to 127.0.0.1:1 Connection refused\n'), /no summary/);
+  assert.throws(() => parseWrk(WRK_OUT.replace(/ {2}Latency Distribution[\s\S]*?99%.*\n/, '')), /--latency/);
+});
+
+test('medians, min–max and per-round ratios', () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.ok(Number.isNaN(median([])));
+  assert.deepEqual(summarize([10, 30, 20]), { median: 20, min: 10, max: 30, n: 3 });
+  // Ratio within each round, then the median: a slow round for everyone does not move it.
+  const r = roundRatios([20, 10, 30], [40, 20, 50]);
+  assert.equal(r.median, 0.5);
+  assert.equal(r.min, 0.5);
+  assert.equal(r.max, 0.6);
+  assert.equal(roundRatios([1], []).n, 0);
+});
+
+test('rounds rotate the order of contenders', () => {
+  assert.deepEqual(rotate(['a', 'b', 'c'], 0), ['a', 'b', 'c']);
+  assert.deepEqual(rotate(['a', 'b', 'c'], 1), ['b', 'c', 'a']);
+  assert.deepEqual(rotate(['a', 'b', 'c'], 4), ['b', 'c', 'a']);
+});
+
+test('stub_status, VmRSS and the text table', () => {
+  const s = parseStubStatus('Active connections: 2 \nserver accepts handled requests\n 105 105 998877 \nReading: 0 Writing: 1 Waiting: 1 \n');
+  assert.deepEqual(s, { accepts: 105, handled: 105, requests: 998877 });
+  assert.throws(() => parseStubStatus('<html>404</html>'), /stub_status/);
+  assert.equal(parseVmRssKiB('Name:\tnode\nVmRSS:\t   51234 kB\nRssAnon:\t 1 kB\n'), 51234);
+  assert.equal(table(['a', 'bb'], [['xyz', '1']]), 'a    bb\n---  --\nxyz   1');
+});
+
+test('configurations: the same two answers behind every proxy, and perimeter accepts its own', async () => {
+  assert.equal(Buffer.byteLength(SMALL_BODY), 100);
+  const backend = nginxBackendConf('/tmp/x', { port: 9000, statusPort: 9001 });
+  assert.match(backend, /worker_processes 1;/);
+  assert.match(backend, /listen 127\.0\.0\.1:9000/);
+  assert.match(backend, /return 200 "x{99}\\n"/);
+  assert.match(backend, /stub_status/);
+  const proxy = nginxProxyConf('/tmp/x', 'nginx', { port: 9100, backendPort: 9000, workers: 2 });
+  assert.match(proxy, /worker_processes 2;/);
+  assert.match(proxy, /keepalive \d+;/);
+  assert.match(proxy, /proxy_set_header Connection "";/);
+  assert.match(proxy, /include \/tmp\/x\/nginx\.change\.conf;/);
+  const ha = haproxyConf('/tmp/x', { port: 9200, backendPort: 9000, generation: 3 });
+  assert.match(ha, /nbthread 1/);
+  assert.match(ha, /http-reuse always/);
+  assert.match(ha, /X-Bench-Generation 3/);
+  assert.match(ha, /server b1 127\.0\.0\.1:9000/);
+  assert.match(pacedScript(4), /function delay\(\)\n {2}return 4\n/);
+
+  const dir = mkdtempSync(join(tmpdir(), 'bench-config-'));
+  try {
+    mkdirSync(join(dir, 'sites'));
+    writeFileSync(join(dir, 'perimeter.yaml'), perimeterPlatformYaml({ port: 9300, backendPort: 9000 }));
+    for (const generation of [0, 7]) {
+      writeFileSync(join(dir, 'sites', 'bench.yaml'), perimeterSitesYaml(generation));
+      const loaded = await loadConfig(dir);
+      assert.ok(loaded.ok, loaded.ok ? '' : JSON.stringify(loaded.issues));
+      const hosts = [...loaded.snapshot.sites.values()].map((s) => s.host).sort();
+      assert.deepEqual(hosts, generation ? ['bench.test', 'change-7.bench.test'] : ['bench.test']);
+      assert.equal(loaded.snapshot.accessLog, undefined, 'no access log, as nginx and HAProxy in the bench');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('CPU profile summary: self time per function and per category', () => {
+  const profile: CpuProfile = {
+    nodes: [
+      { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 } },
+      { id: 2, callFrame: { functionName: '(idle)', url: '', lineNumber: -1 } },
+      { id: 3, callFrame: { functionName: 'parseRequestHead', url: 'file:///work/main/dist/src/web/http1.js', lineNumber: 109 } },
+      { id: 4, callFrame: { functionName: 'writev', url: '', lineNumber: -1 } },
+      { id: 5, callFrame: { functionName: 'onStreamRead', url: 'node:internal/stream_base_commons', lineNumber: 167 } },
+    ],
+    samples: [2, 3, 3, 4, 5, 3],
+    timeDeltas: [1000, 1000, 1000, 2000, 1000, 1000],
+  };
+  const s = summarizeProfile(profile, 2);
+  assert.equal(s.totalMs, 7);
+  // writev (2 ms) comes before idle and onStreamRead (1 ms each).
+  assert.deepEqual(s.top.map((e) => [e.name, e.where, e.category, e.selfMs]), [
+    ['parseRequestHead', 'src/web/http1.js:110', 'perimeter', 3],
+    ['writev', '', 'native', 2],
+  ]);
+  const cat = Object.fromEntries(s.categories.map((c) => [c.category, c.share]));
+  assert.equal(cat.perimeter, 3 / 7);
+  assert.equal(cat.native, 2 / 7);
+  assert.equal(cat['node internals'], 1 / 7);
+});
+
+test('idle-clients helper holds keep-alive connections after one answered request each', async () => {
+  const sockets = new Set<Socket>();
+  let requests = 0;
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('data', () => {
+      requests++;
+      s.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const child = spawn(process.execPath, ['dist/bench/idle-clients.js', String(port), '120', '150', 'bench.test', '/small'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    let openSeen = 0;
+    const timer = setInterval(() => {
+      if (out.includes('"phase":"open"') && !openSeen) openSeen = sockets.size;
+    }, 5);
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    clearInterval(timer);
+    assert.equal(code, 0);
+    const [open, held] = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(open!.phase, 'open');
+    assert.equal(open!.answered, 120);
+    assert.equal(open!.failed, 0);
+    assert.equal(held!.phase, 'held');
+    assert.equal(held!.open, 120);
+    assert.equal(held!.closedByPeer, 0);
+    assert.equal(requests, 120);
+    assert.equal(openSeen, 120, 'every connection was still open on the server while the helper held them');
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
