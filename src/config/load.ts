@@ -1129,6 +1129,18 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     }
     if (platform) geo = await compileGeo(root, platformFile, platform, out);
     if (platform) acme = compileAcme(root, platformFile, platform, out);
+    if (platform && platform.acme === undefined) {
+      for (const c of compiled.clusters.values()) {
+        if (c.tls && c.tls.certificates.length === 0) {
+          out.error(
+            platformFile.rel,
+            platformFile.valuePos(['clusters', c.name, 'listen', 'https']),
+            `cluster '${c.name}' has an https listener but no certificate: every handshake would fail`,
+            "add tls.certificates (cert and key files) to the cluster, or an 'acme' section so perimeter obtains certificates for its sites",
+          );
+        }
+      }
+    }
   }
 
   if (out.errors.length > 0 || !compiled) {

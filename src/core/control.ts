@@ -73,6 +73,7 @@ export class Control {
       reload: (trigger) => this.reload(trigger),
       onMembers: multi ? (service, members) => this.broadcast({ t: 'members', service, members }) : undefined,
       onActiveHealth: multi ? (service, key, active, reason) => this.broadcast({ t: 'health', service, key, active, reason }) : undefined,
+      onAcmeCertificate: multi ? (domain, cert, key) => this.broadcast({ t: 'acme-cert', domain, cert, key }) : undefined,
     });
   }
 
@@ -203,7 +204,11 @@ export class Control {
         if (!isFromWorker(m) || m.t !== 'ready') return;
         worker.off('message', onReady);
         void this.applyTo(slot, this.snapshot!, this.generation).then((r) => {
-          if (r.ok) slot.ready = true;
+          if (r.ok) {
+            slot.ready = true;
+            // Certificates ACME obtained before this worker existed.
+            for (const c of this.runtime.acmeCertificates()) slot.worker.send({ t: 'acme-cert', ...c } satisfies ToWorker);
+          }
           resolve(r);
         });
       };

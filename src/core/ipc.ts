@@ -13,6 +13,7 @@ export type ToWorker =
   | { t: 'health'; service: string; key: string; active: MemberState['active']; reason: string }
   | { t: 'describe'; id: number }
   | { t: 'reopen' }
+  | { t: 'acme-cert'; domain: string; cert: string; key: string }
   | { t: 'drain'; deadlineMs: number };
 
 export type FromWorker =

@@ -11,6 +11,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { CertStore, secureOptions } from '../tls/cert-store.js';
 import { GeoLookup } from '../geo/lookup.js';
+import { AcmeManager } from '../tls/acme.js';
+import { AcmeStorage } from '../tls/storage.js';
+import { certificateFor } from '../tls/posture.js';
 import { currentEpoch, ticketKeys, ticketSecret, TICKET_EPOCH_MS } from '../tls/tickets.js';
 import type { ClusterSpec, ListenAddress, LogOmit, ServiceSpec, Snapshot } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
@@ -56,6 +59,8 @@ export interface RuntimeOptions {
   /** control role: a service's members or a backend's active health changed. */
   readonly onMembers?: (service: string, members: MemberState[]) => void;
   readonly onActiveHealth?: (service: string, key: string, active: MemberState['active'], reason: string) => void;
+  /** control role: ACME issued or renewed a certificate (hand it to the workers). */
+  readonly onAcmeCertificate?: (domain: string, cert: string, key: string) => void;
   /** Where the admin listener gets its data (the control process supplies its own). */
   readonly adminSource?: () => AdminSource;
   /** How the admin API's reload reaches the config loader (run command / control). */
@@ -128,6 +133,8 @@ export class Runtime {
   private geo: GeoLookup | undefined;
   private nextGeo: GeoLookup | undefined;
   private geoKey = 'null';
+  private acme: AcmeManager | undefined;
+  private acmeKey = 'null';
   /** ACME HTTP-01 answers for the http listeners (set when ACME is configured). */
   private acmeChallenge: ((token: string) => string | undefined) | undefined;
   private readonly ticketSecret = ticketSecret();
@@ -250,7 +257,20 @@ export class Runtime {
       if (newAdmin) this.log.info({ event: { action: 'listen' }, address: `${newAdmin.address.host}:${newAdmin.port()}` }, `admin listening on http://${newAdmin.address.host}:${newAdmin.port()}/metrics`);
     }
 
-    // 2. Discovery and pools (keep state by service name).
+    // 2. ACME HTTP-01 answers. The process running the ACME client answers
+    // from memory; workers read what it published in the shared storage.
+    if (snapshot.acme) {
+      if (this.role === 'worker') {
+        const storage = new AcmeStorage(snapshot.acme.storage, snapshot.acme.directory);
+        this.acmeChallenge = (token) => storage.getHttpChallenge(token);
+      } else {
+        this.acmeChallenge = (token) => this.acme?.httpChallenge(token);
+      }
+    } else {
+      this.acmeChallenge = undefined;
+    }
+
+    // Discovery and pools (keep state by service name).
     const worker = this.role === 'worker';
     if (!worker) {
       if (!this.discovery) this.discovery = new Discovery(snapshot.discovery, this.log, this.opts.discovery);
@@ -312,6 +332,8 @@ export class Runtime {
     this.generation = generation;
     this.appliedAt = new Date().toISOString();
     this.metrics.reloads.inc({ result: 'applied' });
+
+    if (this.role !== 'worker') this.applyAcme(snapshot);
 
     // 5. Retire what the new snapshot dropped.
     for (const [key, l] of this.listeners) {
@@ -485,6 +507,56 @@ export class Runtime {
     }
   }
 
+  /**
+   * ACME: keep certificates for every HTTPS site that no certificate file
+   * covers (wildcards need DNS-01, which is not offered).
+   */
+  private applyAcme(snapshot: Snapshot): void {
+    const key = JSON.stringify(snapshot.acme ?? null);
+    if (key !== this.acmeKey) {
+      const old = this.acme;
+      this.acme = snapshot.acme
+        ? new AcmeManager(snapshot.acme, this.log, { onCertificate: (domain, pem) => this.installAcmeCertificate(domain, pem.cert, pem.key) })
+        : undefined;
+      this.acmeKey = key;
+      if (old) void old.close();
+    }
+    if (!this.acme) return;
+    const domains: string[] = [];
+    for (const site of snapshot.sites.values()) {
+      const cluster = snapshot.clusters.get(site.cluster);
+      if (!cluster?.listen.https || site.host.startsWith('*.')) continue;
+      if (!certificateFor(snapshot, site.cluster, site.host)) domains.push(site.host);
+    }
+    this.acme.setDomains(domains);
+  }
+
+  /** A certificate from ACME: into the certificate stores here, and (control) to the workers. */
+  private installAcmeCertificate(domain: string, cert: string, key: string): void {
+    this.setAcmeCertificate(domain, cert, key);
+    this.opts.onAcmeCertificate?.(domain, cert, key);
+  }
+
+  /** Serve an ACME certificate on the HTTPS listeners of the clusters that have this site. */
+  setAcmeCertificate(domain: string, cert: string, key: string): void {
+    const snapshot = this.snapshot;
+    if (!snapshot) return;
+    for (const site of snapshot.sites.values()) {
+      if (site.host !== domain) continue;
+      try {
+        this.certStores.get(site.cluster)?.setAcme(domain, cert, key);
+      } catch (err) {
+        this.log.error({ event: { action: 'acme-certificate-unusable' }, domain, err: (err as Error).message }, `ACME certificate for ${domain} cannot be used: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** ACME certificates held now (the control process hands them to new workers). */
+  acmeCertificates(): { domain: string; cert: string; key: string }[] {
+    if (!this.acme) return [];
+    return [...this.acme.certificates()].map(([domain, c]) => ({ domain, cert: c.cert, key: c.key }));
+  }
+
   /** Certificates per cluster (for posture reporting). */
   certificates(cluster: string): CertStore | undefined {
     return this.certStores.get(cluster);
@@ -532,6 +604,7 @@ export class Runtime {
     if (this.accessLog) await this.accessLog.close();
     clearTimeout(this.ticketTimer);
     this.geo?.close();
+    if (this.acme) await this.acme.close();
     for (const st of this.certStores.values()) st.close();
   }
 }

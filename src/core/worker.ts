@@ -56,6 +56,9 @@ export async function runWorker(): Promise<void> {
       case 'reopen':
         runtime.reopenLogs();
         return;
+      case 'acme-cert':
+        runtime.setAcmeCertificate(m.domain, m.cert, m.key);
+        return;
       case 'drain':
         drain(m.deadlineMs, 'asked by the control process');
         return;
