@@ -533,45 +533,9 @@ async function main(): Promise<void> {
     for (const c of [backend, nginx, nginx2, haproxy, perimeter, perimeter2]) pin(c.pid, '0-1');
   };
 
-  // ---- per core: the proxy alone on CPU 0, backend and wrk on CPU 1
   pinnedLayout();
-  const contenders = [backend, nginx, haproxy, perimeter];
-  process.stdout.write(`\nwarm-up (${warmupS} s each)\n`);
-  for (const c of contenders) {
-    await wrk({ port: c.port, path: '/small', connections: 50, seconds: warmupS, cpu: '1' });
-    await wrk({ port: c.port, path: '/64k', connections: 50, seconds: 1, cpu: '1' });
-  }
-  const scenarios = [
-    { key: 'small', path: '/small', connections: 50 },
-    { key: '64k', path: '/64k', connections: 50 },
-    { key: 'c1', path: '/small', connections: 1 },
-  ] as const;
-  const perCore: Record<string, Samples> = { small: {}, '64k': {}, c1: {} };
-  for (let round = 0; round < rounds; round++) {
-    process.stdout.write(`\nround ${round + 1}/${rounds} (pinned)\n`);
-    for (const sc of scenarios) {
-      for (const c of rotate(contenders, round)) {
-        const s = await measure(c, { port: c.port, path: sc.path, connections: sc.connections, seconds: duration, cpu: '1' }, ports.status, round, sc.key, c !== backend);
-        (perCore[sc.key]![c.name] ??= []).push(s);
-      }
-    }
-  }
-
-  // ---- all cores: 1 vs 2 workers, unpinned (wrk and the backend share the two CPUs)
-  unpinnedLayout();
-  const scaling: Samples = {};
-  const scalers = [nginx, nginx2, perimeter, perimeter2];
-  for (const c of scalers) await wrk({ port: c.port, path: '/small', connections: 100, threads: 2, seconds: warmupS });
-  for (let round = 0; round < rounds; round++) {
-    process.stdout.write(`\nround ${round + 1}/${rounds} (unpinned, 1 vs 2 workers)\n`);
-    for (const c of rotate(scalers, round)) {
-      const s = await measure(c, { port: c.port, path: '/small', connections: 100, threads: 2, seconds: duration }, ports.status, round, 'workers', true);
-      (scaling[c.name] ??= []).push(s);
-    }
-  }
-
-  // ---- memory per idle keep-alive client connection (pinned layout; the clients run on CPU 1)
-  pinnedLayout();
+  // ---- memory per idle keep-alive client connection, first, while every proxy is fresh: after the
+  // loads a Node.js heap has room to spare and the RSS delta would understate. Pinned; clients on CPU 1.
   const memory: Record<string, { connections: number; answered: number; failed: number; heldOpen: number; closedByProxy: number; rssBeforeKiB: number; rssAfterKiB: number; kibPerConnection: number; errors: Record<string, number> }> = {};
   process.stdout.write(`\nmemory: ${idleConnections} idle keep-alive connections per proxy\n`);
   if (fdLimit < idleConnections + 200) warn(`fd limit ${fdLimit} is below ${idleConnections} connections: raise it (ulimit -n 20000) or pass --connections`);
@@ -620,7 +584,45 @@ async function main(): Promise<void> {
     await sleep(1000); // let the proxy notice the closes before the next one
   }
 
+
+  // ---- per core: the proxy alone on CPU 0, backend and wrk on CPU 1
+  const contenders = [backend, nginx, haproxy, perimeter];
+  process.stdout.write(`\nwarm-up (${warmupS} s each)\n`);
+  for (const c of contenders) {
+    await wrk({ port: c.port, path: '/small', connections: 50, seconds: warmupS, cpu: '1' });
+    await wrk({ port: c.port, path: '/64k', connections: 50, seconds: 1, cpu: '1' });
+  }
+  const scenarios = [
+    { key: 'small', path: '/small', connections: 50 },
+    { key: '64k', path: '/64k', connections: 50 },
+    { key: 'c1', path: '/small', connections: 1 },
+  ] as const;
+  const perCore: Record<string, Samples> = { small: {}, '64k': {}, c1: {} };
+  for (let round = 0; round < rounds; round++) {
+    process.stdout.write(`\nround ${round + 1}/${rounds} (pinned)\n`);
+    for (const sc of scenarios) {
+      for (const c of rotate(contenders, round)) {
+        const s = await measure(c, { port: c.port, path: sc.path, connections: sc.connections, seconds: duration, cpu: '1' }, ports.status, round, sc.key, c !== backend);
+        (perCore[sc.key]![c.name] ??= []).push(s);
+      }
+    }
+  }
+
+  // ---- all cores: 1 vs 2 workers, unpinned (wrk and the backend share the two CPUs)
+  unpinnedLayout();
+  const scaling: Samples = {};
+  const scalers = [nginx, nginx2, perimeter, perimeter2];
+  for (const c of scalers) await wrk({ port: c.port, path: '/small', connections: 100, threads: 2, seconds: warmupS });
+  for (let round = 0; round < rounds; round++) {
+    process.stdout.write(`\nround ${round + 1}/${rounds} (unpinned, 1 vs 2 workers)\n`);
+    for (const c of rotate(scalers, round)) {
+      const s = await measure(c, { port: c.port, path: '/small', connections: 100, threads: 2, seconds: duration }, ports.status, round, 'workers', true);
+      (scaling[c.name] ??= []).push(s);
+    }
+  }
+
   // ---- configuration changes under a paced load (pinned layout)
+  pinnedLayout();
   const paced = join(dir, 'paced.lua');
   writeFileSync(paced, pacedScript(4)); // 20 connections × one request per ~4 ms ≈ 5k req/s, below every contender's capacity
   const reload: Record<string, { steady: Sample; changing: Sample; changesSent: number; reloadsApplied: number; p99Ratio: number }> = {};

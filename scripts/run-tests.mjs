@@ -19,5 +19,5 @@ if (files.length === 0) {
   console.error('no test files found under dist/test');
   process.exit(1);
 }
-const res = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=120000', ...files], { stdio: 'inherit' });
+const res = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=420000', ...files], { stdio: 'inherit' });
 process.exit(res.status ?? 1);
