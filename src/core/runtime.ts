@@ -10,6 +10,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { CertStore, secureOptions } from '../tls/cert-store.js';
+import { peekClientHello } from '../tls/client-hello.js';
 import { GeoLookup } from '../geo/lookup.js';
 import { AcmeManager } from '../tls/acme.js';
 import { AcmeStorage } from '../tls/storage.js';
@@ -135,6 +136,8 @@ export class Runtime {
   private geoKey = 'null';
   private acme: AcmeManager | undefined;
   private acmeKey = 'null';
+  /** ACME TLS-ALPN-01 challenge certificates by name (set when that challenge is enabled). */
+  private acmeAlpn: ((servername: string) => { cert: string; key: string } | undefined) | undefined;
   /** ACME HTTP-01 answers for the http listeners (set when ACME is configured). */
   private acmeChallenge: ((token: string) => string | undefined) | undefined;
   private readonly ticketSecret = ticketSecret();
@@ -263,11 +266,14 @@ export class Runtime {
       if (this.role === 'worker') {
         const storage = new AcmeStorage(snapshot.acme.storage, snapshot.acme.directory);
         this.acmeChallenge = (token) => storage.getHttpChallenge(token);
+        this.acmeAlpn = snapshot.acme.challenges.includes('tls-alpn-01') ? (name) => storage.getAlpnCertificate(name) : undefined;
       } else {
         this.acmeChallenge = (token) => this.acme?.httpChallenge(token);
+        this.acmeAlpn = snapshot.acme.challenges.includes('tls-alpn-01') ? (name) => this.acme?.tlsAlpnCertificate(name) : undefined;
       }
     } else {
       this.acmeChallenge = undefined;
+      this.acmeAlpn = undefined;
     }
 
     // Discovery and pools (keep state by service name).
@@ -392,7 +398,19 @@ export class Runtime {
       tlsServer.on('tlsClientError', (err: Error & { code?: string }) =>
         this.log.debug({ event: { action: 'tls-handshake-failed' }, cluster: cluster.name, err: err.code ?? err.message }, 'TLS handshake failed'),
       );
-      server = tlsServer;
+      // The TCP listener reads the ClientHello first: an ACME TLS-ALPN-01
+      // validation (ALPN exactly "acme-tls/1") gets the challenge
+      // certificate; everything else goes to the TLS server untouched.
+      server = net.createServer({ allowHalfOpen: true, noDelay: true }, (raw) => {
+        raw.on('error', () => raw.destroy());
+        peekClientHello(raw, cluster.timeouts.requestHeaderMs, (hello, head) => {
+          if (raw.destroyed) return;
+          if (head.length > 0) raw.unshift(head);
+          if (hello && hello.alpn.length === 1 && hello.alpn[0] === 'acme-tls/1' && this.serveAlpnChallenge(raw, hello.servername, cluster)) return;
+          tlsServer.emit('connection', raw);
+        });
+      });
+      server.once('close', () => this.tlsServers.delete(tlsServer));
     } else {
       server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => handleConnection(state, socket));
     }
@@ -555,6 +573,25 @@ export class Runtime {
   acmeCertificates(): { domain: string; cert: string; key: string }[] {
     if (!this.acme) return [];
     return [...this.acme.certificates()].map(([domain, c]) => ({ domain, cert: c.cert, key: c.key }));
+  }
+
+  /**
+   * RFC 8737: complete the handshake with the challenge certificate for
+   * `servername`, then close. False when there is no challenge for it.
+   */
+  private serveAlpnChallenge(raw: net.Socket, servername: string, cluster: ClusterSpec): boolean {
+    const challenge = this.acmeAlpn?.(servername);
+    if (!challenge) return false;
+    const socket = new tls.TLSSocket(raw, {
+      isServer: true,
+      ALPNProtocols: ['acme-tls/1'],
+      secureContext: tls.createSecureContext({ ...secureOptions(cluster.tls!), cert: challenge.cert, key: challenge.key }),
+    });
+    socket.on('secure', () => socket.end());
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(10_000, () => socket.destroy());
+    this.log.info({ event: { action: 'acme-tls-alpn-challenge' }, domain: servername }, `answered a TLS-ALPN-01 validation for ${servername}`);
+    return true;
   }
 
   /** Certificates per cluster (for posture reporting). */

@@ -13,11 +13,18 @@ import { startUpstream } from '../helpers/upstream.js';
 import { startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
 import { freePort, startPebble } from '../helpers/pebble.js';
 
-function config(httpPort: number, backendPort: number, directory: string, caFile: string, storage: string): { perimeter: string; sites: Record<string, string> } {
+function config(
+  httpPort: number,
+  backendPort: number,
+  directory: string,
+  caFile: string,
+  storage: string,
+  opts: { httpsPort?: number; challenge?: string } = {},
+): { perimeter: string; sites: Record<string, string> } {
   return {
     perimeter: `clusters:
   web:
-    listen: { http: "127.0.0.1:${httpPort}", https: "127.0.0.1:0" }
+    listen: { http: "127.0.0.1:${httpPort}", https: "127.0.0.1:${opts.httpsPort ?? 0}" }
 defaults:
   health: { type: none }
 discovery:
@@ -27,7 +34,7 @@ acme:
   directory: "${directory}"
   storage: "${storage}"
   ca-file: "${caFile}"
-  challenges: [http-01]
+  challenges: [${opts.challenge ?? 'http-01'}]
 access-log:
   path: "off"
 `,
@@ -83,4 +90,23 @@ test('a new HTTPS site gets an ACME certificate from pebble with no manual step;
   assert.equal(again?.fingerprint256, cert.fingerprint256);
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(pebble.issued, issued, 'no new order after a restart');
+});
+
+test('TLS-ALPN-01: perimeter answers the validation on its HTTPS listener and serves the certificate', { timeout: 90_000 }, async (t) => {
+  const tlsPort = await freePort();
+  const pebble = await startPebble({ tlsPort });
+  pebble.addDomain('shop.example.test');
+  const up = await startUpstream();
+  const storage = await mkdtemp(join(tmpdir(), 'perimeter-acme-alpn-'));
+  t.after(async () => {
+    await pebble.stop();
+    await up.close();
+    await rm(storage, { recursive: true, force: true });
+  });
+  const root = await pebble.root();
+  const p = await startPerimeter(config(await freePort(), up.port, pebble.directoryUrl, pebble.caFile, storage, { httpsPort: tlsPort, challenge: 'tls-alpn-01' }));
+  t.after(() => p.close());
+  const cert = await servedCertificate(p, root, 45_000);
+  assert.ok(cert, 'certificate obtained through TLS-ALPN-01 and served');
+  assert.match(cert.subjectaltname ?? '', /DNS:shop\.example\.test/);
 });

@@ -1,0 +1,441 @@
+/**
+ * HTTP/2 on HTTPS listeners (RFC 9113), negotiated by ALPN.
+ *
+ * node:http2 (nghttp2) does the framing, HPACK, flow control and the
+ * protocol checks; each stream is then turned into an HTTP/1.1 request and
+ * run through the very same request path as an HTTP/1.1 client (ClientConn
+ * and Exchange in ./proxy.ts) over an in-memory socket, and the HTTP/1.1
+ * answer is turned back into HTTP/2 frames. So routing, limits, header
+ * policy, retries, error codes and the request record are one code path for
+ * both versions; the price is one serialize + strict re-parse per stream.
+ * Upstreams stay HTTP/1.1.
+ */
+import http2 from 'node:http2';
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import type tls from 'node:tls';
+import { Errors } from '../core/errors.js';
+import { ChunkedParser, findHeadEnd, isHopByHop, NEED_MORE, parseResponseHead, type ResponseHead } from './http1.js';
+import { ClientConn, type ListenerState } from './proxy.js';
+
+const {
+  NGHTTP2_CANCEL,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+  NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_PROTOCOL_ERROR,
+} = http2.constants;
+
+/** Fixed HTTP/2 limits (docs/http2.md). */
+export const H2_LIMITS = Object.freeze({
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we announce; streams above it are refused (RST_STREAM REFUSED_STREAM). */
+  maxConcurrentStreams: 128,
+  /** Invalid frames tolerated per session before it is closed (node's flood guard; default 1000). */
+  maxSessionInvalidFrames: 100,
+  /** Streams refused for exceeding the limits before the session is closed (node's default 100). */
+  maxSessionRejectedStreams: 100,
+  /** Streams the client may cancel (RST_STREAM before the response ended) per window... */
+  maxClientResets: 200,
+  /** ...of this many milliseconds; above it: GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487). */
+  clientResetWindowMs: 10_000,
+  /** Memory per session for buffered frames, MiB. */
+  maxSessionMemory: 10,
+});
+
+/** Headers that make an HTTP/2 request malformed (RFC 9113 §8.2.2). */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+const CRLF = Buffer.from('\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+export interface H2Front {
+  /** Take a TLS connection whose ALPN result is 'h2'. */
+  handle(socket: tls.TLSSocket): void;
+}
+
+/** The HTTP/2 side of one HTTPS listener. */
+export function createH2Front(listener: ListenerState): H2Front {
+  const limits = listener.routes.limits;
+  const server = http2.createServer({
+    maxSessionInvalidFrames: H2_LIMITS.maxSessionInvalidFrames,
+    maxSessionRejectedStreams: H2_LIMITS.maxSessionRejectedStreams,
+    maxSessionMemory: H2_LIMITS.maxSessionMemory,
+    // Pseudo-headers count; the HTTP/1.1 path then applies `header-count` exactly (431).
+    maxHeaderListPairs: limits.headerCount + 8,
+    peerMaxConcurrentStreams: H2_LIMITS.maxConcurrentStreams,
+    settings: {
+      maxConcurrentStreams: H2_LIMITS.maxConcurrentStreams,
+      // HPACK-decoded size (32 bytes per field extra): room over `header-bytes`
+      // so that moderately oversized heads get the HTTP/1.1 path's 431, and
+      // anything larger is cut by nghttp2 before it is ever buffered.
+      maxHeaderListSize: limits.headerBytes * 2 + 4096,
+      enablePush: false,
+    },
+  });
+  server.on('session', (session) => watchSession(listener, session));
+  server.on('stream', (stream, headers, flags, rawHeaders) => {
+    onStream(listener, stream, headers, rawHeaders as unknown as string[]);
+  });
+  return {
+    handle(socket: tls.TLSSocket): void {
+      if (listener.draining) {
+        socket.destroy();
+        return;
+      }
+      server.emit('connection', socket);
+    },
+  };
+}
+
+/** Per session: idle timeout, drain/close with the listener, rapid-reset guard. */
+function watchSession(listener: ListenerState, session: http2.ServerHttp2Session): void {
+  session.on('error', () => {});
+  let open = 0;
+  let resets = 0;
+  let windowStart = Date.now();
+  const closeNow = (): void => {
+    if (!session.destroyed) session.destroy();
+  };
+  // Listener drain and shutdown treat the session like an HTTP/1.1 client
+  // connection: drain = GOAWAY and finish open streams, close = cut.
+  const handle = {
+    drain(): void {
+      if (session.closed || session.destroyed) return;
+      session.close();
+    },
+    close: closeNow,
+  };
+  listener.clients.add(handle as unknown as ClientConn);
+  session.once('close', () => listener.clients.delete(handle as unknown as ClientConn));
+  // Idle: no open stream for client-idle; waiting streams have their own deadlines.
+  session.setTimeout(listener.routes.timeouts.clientIdleMs, () => {
+    if (open === 0) session.close();
+  });
+  session.on('stream', (stream: http2.ServerHttp2Stream) => {
+    open++;
+    stream.once('close', () => {
+      open--;
+      if (!(stream as Tagged)[CANCELLED]) return;
+      const now = Date.now();
+      if (now - windowStart > H2_LIMITS.clientResetWindowMs) {
+        windowStart = now;
+        resets = 0;
+      }
+      if (++resets > H2_LIMITS.maxClientResets && !session.destroyed) {
+        session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+        // Let the GOAWAY leave, then drop the connection and what it started.
+        setTimeout(closeNow, 50).unref();
+      }
+    });
+  });
+}
+
+const CANCELLED = Symbol('cancelled by the client');
+type Tagged = http2.ServerHttp2Stream & { [CANCELLED]?: boolean };
+
+function onStream(listener: ListenerState, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, raw: readonly string[]): void {
+  stream.on('error', () => {});
+  const method = String(headers[':method'] ?? '');
+  const path = headers[':path'];
+  const authority = headers[':authority'];
+  let host: string | undefined;
+  const cookies: string[] = [];
+  let fields = '';
+  let hasLength = false;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    if (name.charCodeAt(0) === 0x3a /* : */) continue;
+    if (CONNECTION_SPECIFIC.has(name) || (name === 'te' && value.toLowerCase() !== 'trailers')) {
+      // nghttp2 already refuses these; kept so the rule does not depend on it.
+      stream.close(NGHTTP2_PROTOCOL_ERROR);
+      return;
+    }
+    if (name === 'te') continue;
+    if (name === 'host') {
+      if (host !== undefined) host += ', ' + value; // two Host fields: the HTTP/1.1 parse refuses it
+      else host = value;
+      continue;
+    }
+    // RFC 9113 §8.2.3: split cookie fields are joined for HTTP/1.1.
+    if (name === 'cookie') {
+      cookies.push(value);
+      continue;
+    }
+    if (name === 'content-length') hasLength = true;
+    fields += `${name}: ${value}\r\n`;
+  }
+  if (cookies.length > 0) fields += `cookie: ${cookies.join('; ')}\r\n`;
+  let target: string;
+  if (method === 'CONNECT') {
+    target = authority ?? ''; // answered 501 by the HTTP/1.1 path, like HTTP/1.1 CONNECT
+  } else if (authority !== undefined && host !== undefined && authority.toLowerCase() !== host.toLowerCase()) {
+    // :authority and Host disagree (RFC 9113 §8.3.1): as an absolute-form
+    // target they get the HTTP/1.1 path's PRM_HOST_MISMATCH.
+    target = `https://${authority}${path ?? '/'}`;
+  } else {
+    target = path ?? '';
+  }
+  const hostField = host ?? authority;
+  const chunked = !stream.endAfterHeaders && !hasLength;
+  const head =
+    `${method} ${target} HTTP/1.1\r\n` +
+    (hostField !== undefined ? `host: ${hostField}\r\n` : '') +
+    fields +
+    (chunked ? 'transfer-encoding: chunked\r\n' : '') +
+    '\r\n';
+
+  const sock = new StreamSocket(stream, method === 'HEAD');
+  const conn = new ClientConn(sock as unknown as net.Socket, listener);
+  sock.conn = conn;
+  stream.on('data', (chunk: Buffer) => {
+    if (chunked) {
+      if (chunk.length === 0) return;
+      sock.emitData(Buffer.concat([Buffer.from(chunk.length.toString(16) + '\r\n', 'latin1'), chunk, CRLF]));
+    } else {
+      sock.emitData(chunk);
+    }
+  });
+  stream.once('end', () => {
+    if (chunked) sock.emitData(LAST_CHUNK);
+    sock.emitEnd();
+  });
+  stream.once('close', () => {
+    if (!sock.responseDone && !sock.resetByUs) (stream as Tagged)[CANCELLED] = true;
+    sock.streamClosed();
+  });
+  stream.on('drain', () => sock.emit('drain'));
+  sock.emitData(Buffer.from(head, 'latin1'));
+}
+
+const enum Resp {
+  Head,
+  Body,
+  Done,
+}
+
+/**
+ * The in-memory "TCP socket" a ClientConn reads one stream's request from
+ * and writes its HTTP/1.1 response to; the response is parsed back into
+ * HTTP/2 (status, headers without hop-by-hop fields, body with backpressure).
+ */
+class StreamSocket extends EventEmitter {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  /** Read by the request record (proxy.ts). */
+  readonly httpVersion = 'HTTP/2';
+  destroyed = false;
+  conn: ClientConn | null = null;
+  responseDone = false;
+  resetByUs = false;
+  private ended = false;
+  private state = Resp.Head;
+  private buf: Buffer | null = null;
+  private remaining = 0;
+  private chunks: ChunkedParser | null = null;
+  private requestEnded = false;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    private readonly headRequest: boolean,
+  ) {
+    super();
+    const s = stream.session?.socket;
+    this.remoteAddress = s?.remoteAddress;
+    this.remotePort = s?.remotePort;
+  }
+
+  // ---- what ClientConn reads ----
+
+  emitData(b: Buffer): void {
+    if (!this.destroyed) this.emit('data', b);
+  }
+
+  emitEnd(): void {
+    this.requestEnded = true;
+    if (!this.destroyed) this.emit('end');
+    this.maybeRelease();
+  }
+
+  streamClosed(): void {
+    // The client reset the stream or the session died: the exchange is cancelled.
+    if (!this.destroyed) this.destroy();
+  }
+
+  setNoDelay(): this {
+    return this;
+  }
+  cork(): void {}
+  uncork(): void {}
+  pause(): this {
+    this.stream.pause();
+    return this;
+  }
+  resume(): this {
+    this.stream.resume();
+    return this;
+  }
+  isPaused(): boolean {
+    return this.stream.isPaused();
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.destroyed || this.ended) return true;
+    return this.onResponseBytes(chunk);
+  }
+
+  end(chunk?: Buffer): this {
+    if (this.ended) return this;
+    if (chunk !== undefined && !this.destroyed) this.onResponseBytes(chunk);
+    this.ended = true;
+    if (this.state === Resp.Body && this.chunks === null && this.remaining < 0) {
+      // Close-delimited response: its end is the end of the body.
+      this.finishResponse();
+    }
+    if (!this.responseDone) this.reset(NGHTTP2_INTERNAL_ERROR);
+    this.maybeRelease();
+    return this;
+  }
+
+  destroy(): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.ended = true;
+    if (!this.responseDone) this.reset(this.stream.rstCode !== undefined ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR);
+    process.nextTick(() => this.emit('close'));
+    return this;
+  }
+
+  // ---- the HTTP/1.1 response, back to HTTP/2 ----
+
+  private onResponseBytes(chunk: Buffer): boolean {
+    if (this.state === Resp.Head) {
+      const buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+      let off = 0;
+      for (;;) {
+        let len: number;
+        let resp: ResponseHead;
+        try {
+          len = findHeadEnd(buf, off, 1 << 20, Errors.UPSTREAM_PROTOCOL);
+          if (len === NEED_MORE) {
+            this.buf = buf.subarray(off);
+            return true;
+          }
+          resp = parseResponseHead(buf, off, len, 10_000);
+        } catch {
+          // perimeter wrote it: a bug, not input. Never leave the stream hanging.
+          this.reset(NGHTTP2_INTERNAL_ERROR);
+          return true;
+        }
+        off += len;
+        if (resp.status < 200) {
+          if (resp.status !== 101) this.safely(() => this.stream.additionalHeaders(h2Headers(resp)));
+          continue;
+        }
+        this.buf = null;
+        this.startResponse(resp);
+        return off < buf.length ? this.body(buf.subarray(off)) : true;
+      }
+    }
+    if (this.state === Resp.Body) return this.body(chunk);
+    return true;
+  }
+
+  private startResponse(resp: ResponseHead): void {
+    const noBody = this.headRequest || resp.status === 204 || resp.status === 304 || resp.bodyLength === 0;
+    const headers = h2Headers(resp);
+    if (noBody) {
+      this.state = Resp.Done;
+      this.responseDone = true;
+      this.safely(() => this.stream.respond(headers, { endStream: true }));
+      this.maybeRelease();
+      return;
+    }
+    this.state = Resp.Body;
+    if (resp.bodyLength === -2) {
+      this.chunks = new ChunkedParser(Errors.UPSTREAM_PROTOCOL);
+      this.chunks.onData = (b, s, e) => {
+        if (!this.stream.write(b.subarray(s, e))) this.blocked = true;
+      };
+    } else {
+      this.remaining = resp.bodyLength; // -1: until end()
+    }
+    this.safely(() => this.stream.respond(headers));
+  }
+
+  private blocked = false;
+
+  private body(chunk: Buffer): boolean {
+    if (this.stream.destroyed) return true;
+    if (this.chunks) {
+      this.blocked = false;
+      try {
+        this.chunks.feed(chunk, 0, chunk.length);
+      } catch {
+        this.reset(NGHTTP2_INTERNAL_ERROR);
+        return true;
+      }
+      if (this.chunks.done) this.finishResponse();
+      return !this.blocked;
+    }
+    let data = chunk;
+    if (this.remaining >= 0) {
+      if (data.length > this.remaining) data = data.subarray(0, this.remaining);
+      this.remaining -= data.length;
+    }
+    const ok = data.length === 0 || this.stream.write(data);
+    if (this.remaining === 0) this.finishResponse();
+    return ok;
+  }
+
+  private finishResponse(): void {
+    if (this.state === Resp.Done) return;
+    this.state = Resp.Done;
+    this.responseDone = true;
+    if (!this.stream.destroyed) this.stream.end();
+    this.maybeRelease();
+  }
+
+  private reset(code: number): void {
+    if (this.responseDone) return;
+    this.resetByUs = true;
+    this.responseDone = true;
+    this.state = Resp.Done;
+    if (!this.stream.destroyed && !this.stream.closed) this.stream.close(code);
+  }
+
+  private safely(f: () => void): void {
+    try {
+      if (!this.stream.destroyed && !this.stream.closed) f();
+    } catch {
+      // e.g. a header value node:http2 refuses: cut this stream only.
+      this.reset(NGHTTP2_INTERNAL_ERROR);
+    }
+  }
+
+  /** One ClientConn per stream: gone once both directions are finished. */
+  private maybeRelease(): void {
+    if (this.responseDone && this.requestEnded && this.conn && !this.destroyed) {
+      const c = this.conn;
+      this.conn = null;
+      // After the exchange has written its record (it ends the socket after that).
+      setImmediate(() => c.close());
+    }
+  }
+}
+
+/** HTTP/1.1 response head → HTTP/2 header block: lower-case, no connection-specific fields. */
+function h2Headers(resp: ResponseHead): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = { ':status': resp.status };
+  for (const f of resp.headers) {
+    const n = f.name;
+    if (CONNECTION_SPECIFIC.has(n) || isHopByHop(n, resp.connectionTokens)) continue;
+    if (n === 'content-length' && resp.bodyLength === -2) continue;
+    const prev = out[n];
+    if (prev === undefined) out[n] = f.value;
+    else if (Array.isArray(prev)) prev.push(f.value);
+    else out[n] = [String(prev), f.value];
+  }
+  return out;
+}
+
+export { NGHTTP2_NO_ERROR };
