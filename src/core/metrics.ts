@@ -27,6 +27,8 @@ export interface MetricsSource {
    * would skew their aggregation.
    */
   pools(): PoolDescription[];
+  /** Certificates served (files and ACME), for the days-to-expiry gauge; the control process reports them. */
+  certificates?(): { cluster: string; name: string; source: string; daysLeft: number }[];
 }
 
 export type ReloadResult = 'applied' | 'refused';
@@ -126,6 +128,17 @@ export class Metrics {
       aggregator: 'max',
       collect() {
         this.set(source.generation());
+      },
+    });
+    new Gauge({
+      name: 'perimeter_certificate_expiry_days',
+      help: 'Days until a served certificate expires (alert well before 0; ACME renews at a third of the lifetime).',
+      labelNames: ['cluster', 'name', 'source'],
+      registers: [r],
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        for (const c of source.certificates?.() ?? []) this.set({ cluster: c.cluster, name: c.name, source: c.source }, c.daysLeft);
       },
     });
     const pools = (): PoolDescription[] => source.pools();

@@ -14,7 +14,7 @@ import { peekClientHello } from '../tls/client-hello.js';
 import { GeoLookup } from '../geo/lookup.js';
 import { AcmeManager } from '../tls/acme.js';
 import { AcmeStorage } from '../tls/storage.js';
-import { certificateFor } from '../tls/posture.js';
+import { certificateFor, clusterCertificates } from '../tls/posture.js';
 import { currentEpoch, ticketKeys, ticketSecret, TICKET_EPOCH_MS } from '../tls/tickets.js';
 import type { ClusterSpec, ListenAddress, LogOmit, ServiceSpec, Snapshot } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
@@ -22,6 +22,7 @@ import { createBalancer } from '../upstream/balancers.js';
 import { Discovery, type DiscoveryOptions } from '../upstream/discovery/index.js';
 import { Pool } from '../upstream/pool.js';
 import type { Balancer, PoolEvents } from '../upstream/types.js';
+import { createH2Front } from '../web/h2.js';
 import { handleConnection, RetryBudget, type ListenerRoutes, type ListenerState, type RequestRecord } from '../web/proxy.js';
 import { compileListenerRoutes } from '../web/routes.js';
 import { ConnPools } from '../web/upstream-conn.js';
@@ -152,7 +153,12 @@ export class Runtime {
     const log = this.log;
     // The control process's pools carry no traffic: request-side backend
     // gauges come from the workers only.
-    const metrics = (this.metrics = new Metrics({ generation: () => this.generation, pools: () => (this.role === 'control' ? [] : this.describePools()) }));
+    const metrics = (this.metrics = new Metrics({
+      generation: () => this.generation,
+      pools: () => (this.role === 'control' ? [] : this.describePools()),
+      // Reported once, by the process that reads configuration and runs ACME.
+      certificates: () => (this.role === 'worker' ? [] : this.certificatePosture()),
+    }));
     const sink = opts.onRecord;
     this.onRecord = (rec) => {
       metrics.onRecord(rec);
@@ -382,17 +388,19 @@ export class Runtime {
     };
     let server: net.Server;
     if (proto === 'https') {
+      const h2 = createH2Front(state);
       const tlsServer = tls.createServer(
         {
           ...secureOptions(cluster.tls!),
           SNICallback: store!.sni,
-          ALPNProtocols: ['http/1.1'],
+          // HTTP/2 preferred when the client offers it (docs/http2.md).
+          ALPNProtocols: ['h2', 'http/1.1'],
           allowHalfOpen: true,
           noDelay: true,
           handshakeTimeout: cluster.timeouts.requestHeaderMs,
           sessionTimeout: 300,
         },
-        (socket) => handleConnection(state, socket),
+        (socket) => (socket.alpnProtocol === 'h2' ? h2.handle(socket) : handleConnection(state, socket)),
       );
       this.rotateTickets(tlsServer);
       tlsServer.on('tlsClientError', (err: Error & { code?: string }) =>
@@ -592,6 +600,21 @@ export class Runtime {
     socket.setTimeout(10_000, () => socket.destroy());
     this.log.info({ event: { action: 'acme-tls-alpn-challenge' }, domain: servername }, `answered a TLS-ALPN-01 validation for ${servername}`);
     return true;
+  }
+
+  /** Every certificate perimeter serves, with days to expiry (files and ACME). */
+  certificatePosture(): { cluster: string; name: string; source: string; daysLeft: number }[] {
+    const snapshot = this.snapshot;
+    if (!snapshot) return [];
+    const out: { cluster: string; name: string; source: string; daysLeft: number }[] = [];
+    for (const [cluster, certs] of clusterCertificates(snapshot)) {
+      for (const c of certs) out.push({ cluster, name: c.names[0] ?? c.subject, source: 'file', daysLeft: c.daysLeft });
+    }
+    for (const [domain, c] of this.acme?.certificates() ?? []) {
+      const site = snapshot.sites.get(domain);
+      out.push({ cluster: site?.cluster ?? '', name: domain, source: 'acme', daysLeft: Math.floor((c.notAfter.getTime() - Date.now()) / 86_400_000) });
+    }
+    return out;
   }
 
   /** Certificates per cluster (for posture reporting). */

@@ -22,7 +22,6 @@ const {
   NGHTTP2_CANCEL,
   NGHTTP2_ENHANCE_YOUR_CALM,
   NGHTTP2_INTERNAL_ERROR,
-  NGHTTP2_NO_ERROR,
   NGHTTP2_PROTOCOL_ERROR,
 } = http2.constants;
 
@@ -72,8 +71,8 @@ export function createH2Front(listener: ListenerState): H2Front {
     },
   });
   server.on('session', (session) => watchSession(listener, session));
-  server.on('stream', (stream, headers, flags, rawHeaders) => {
-    onStream(listener, stream, headers, rawHeaders as unknown as string[]);
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    onStream(listener, stream, headers, rawHeaders);
   });
   return {
     handle(socket: tls.TLSSocket): void {
@@ -112,25 +111,27 @@ function watchSession(listener: ListenerState, session: http2.ServerHttp2Session
   });
   session.on('stream', (stream: http2.ServerHttp2Stream) => {
     open++;
-    stream.once('close', () => {
-      open--;
-      if (!(stream as Tagged)[CANCELLED]) return;
+    stream.once('close', () => open--);
+  });
+  guards.set(session, {
+    clientCancelled(): void {
       const now = Date.now();
       if (now - windowStart > H2_LIMITS.clientResetWindowMs) {
         windowStart = now;
         resets = 0;
       }
-      if (++resets > H2_LIMITS.maxClientResets && !session.destroyed) {
+      if (++resets > H2_LIMITS.maxClientResets && !session.destroyed && !session.closed) {
         session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+        session.close();
         // Let the GOAWAY leave, then drop the connection and what it started.
         setTimeout(closeNow, 50).unref();
       }
-    });
+    },
   });
 }
 
-const CANCELLED = Symbol('cancelled by the client');
-type Tagged = http2.ServerHttp2Stream & { [CANCELLED]?: boolean };
+/** Rapid-reset accounting of a session. */
+const guards = new WeakMap<http2.Http2Session, { clientCancelled(): void }>();
 
 function onStream(listener: ListenerState, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, raw: readonly string[]): void {
   stream.on('error', () => {});
@@ -199,8 +200,9 @@ function onStream(listener: ListenerState, stream: http2.ServerHttp2Stream, head
     if (chunked) sock.emitData(LAST_CHUNK);
     sock.emitEnd();
   });
+  const guard = stream.session ? guards.get(stream.session) : undefined; // stream.session is gone once closed
   stream.once('close', () => {
-    if (!sock.responseDone && !sock.resetByUs) (stream as Tagged)[CANCELLED] = true;
+    if (!sock.responseDone && !sock.resetByUs) guard?.clientCancelled();
     sock.streamClosed();
   });
   stream.on('drain', () => sock.emit('drain'));
@@ -437,5 +439,3 @@ function h2Headers(resp: ResponseHead): http2.OutgoingHttpHeaders {
   }
   return out;
 }
-
-export { NGHTTP2_NO_ERROR };

@@ -377,6 +377,11 @@ export class ClientConn implements Expirable {
 
 const NO_HEADERS: readonly Header[] = Object.freeze([]);
 
+/** An HTTP/2 stream's in-memory socket (./h2.ts) says which version the client spoke, for the record. */
+function viaVersion(socket: net.Socket): string | undefined {
+  return (socket as { httpVersion?: string }).httpVersion;
+}
+
 function emptyRecord(client: ClientConn, id: string): RequestRecord {
   return {
     requestId: id,
@@ -388,7 +393,7 @@ function emptyRecord(client: ClientConn, id: string): RequestRecord {
     host: '',
     method: '',
     target: '',
-    httpVersion: '',
+    httpVersion: viaVersion(client.socket) ?? '',
     headers: NO_HEADERS,
     upstreamStatus: 0,
     site: '',
@@ -464,7 +469,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     rec.host = head.host;
     rec.method = head.method;
     rec.target = head.target;
-    rec.httpVersion = head.version === 1 ? 'HTTP/1.1' : 'HTTP/1.0';
+    rec.httpVersion = viaVersion(client.socket) ?? (head.version === 1 ? 'HTTP/1.1' : 'HTTP/1.0');
     rec.headers = head.headers;
     this.rec = rec;
     this.requestBodyDone = head.bodyLength === -1;

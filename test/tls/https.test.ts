@@ -109,6 +109,20 @@ test('HTTPS responses carry HSTS and X-Forwarded-Proto https; old protocols and 
   t12.socket?.destroy();
 });
 
+test('the certificate expiry metric reports each served certificate', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
+  const a = makeCert(dir, 'a', ['a.example.com'], { days: 20 });
+  const up = await startUpstream();
+  const p = await startPerimeter(tlsConfig(up.port, [a]));
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const text = await p.runtime.metrics.registry.metrics();
+  assert.match(text, /perimeter_certificate_expiry_days\{cluster="web",name="a.example.com",source="file"\} (19|20)/);
+});
+
 test('TLS sessions resume with tickets', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
   const a = makeCert(dir, 'a', ['a.example.com']);
