@@ -22,6 +22,7 @@ const {
   NGHTTP2_CANCEL,
   NGHTTP2_ENHANCE_YOUR_CALM,
   NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_NO_ERROR,
   NGHTTP2_PROTOCOL_ERROR,
 } = http2.constants;
 
@@ -349,6 +350,7 @@ class StreamSocket extends EventEmitter {
       this.state = Resp.Done;
       this.responseDone = true;
       this.safely(() => this.stream.respond(headers, { endStream: true }));
+      this.stopRequestBody();
       this.maybeRelease();
       return;
     }
@@ -394,7 +396,17 @@ class StreamSocket extends EventEmitter {
     this.state = Resp.Done;
     this.responseDone = true;
     if (!this.stream.destroyed) this.stream.end();
+    this.stopRequestBody();
     this.maybeRelease();
+  }
+
+  /**
+   * Answered before the request body ended (an error, an early 413): ask the
+   * client to stop sending (RST_STREAM NO_ERROR after the response, RFC 9113
+   * §8.1) instead of holding a half-open stream that may be paused.
+   */
+  private stopRequestBody(): void {
+    if (!this.requestEnded && !this.stream.endAfterHeaders && !this.stream.closed) this.stream.close(NGHTTP2_NO_ERROR);
   }
 
   private reset(code: number): void {

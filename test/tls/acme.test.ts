@@ -315,7 +315,7 @@ test('ARI: the CA suggested window decides renewal; the renewal order names the 
   const idA = ariCertId(a.cert)!;
   assert.ok(asked.includes(idA));
   const leaf = new X509Certificate(a.cert);
-  assert.equal(Buffer.from(idA.split('.')[1]!, 'base64url').toString('hex').replace(/^00/, '').toUpperCase(), leaf.serialNumber.toUpperCase().replace(/^0+/, ''));
+  assert.equal(Buffer.from(idA.split('.')[1]!, 'base64url').toString('hex').replace(/^0+/, '').toUpperCase(), leaf.serialNumber.toUpperCase().replace(/^0+/, ''));
 
   // Restart with the CA now asking for renewal of that certificate.
   await m.close();

@@ -389,3 +389,26 @@ test('streams above SETTINGS_MAX_CONCURRENT_STREAMS (128) are refused with REFUS
   assert.equal(refused.length, 12);
   assert.ok(refused.every((f) => f.stream > 2 * 128), 'the first 128 streams were accepted');
 });
+
+test('an answer before the request body ended stops the upload (RST_STREAM NO_ERROR after a complete response)', async (t) => {
+  const { up, port } = await setup(t);
+  const session = connect(port);
+  t.after(() => void session.close());
+  // Unknown site, a body that never ends: 421 at once, then the stream is closed.
+  const r = await new Promise<{ status: number; body: string; rst: number | undefined }>((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ':path': '/', ':authority': 'nobody.example.com' }, { endStream: false });
+    req.write(Buffer.alloc(100_000, 'z'));
+    let status = 0;
+    let body = '';
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('close', () => resolve({ status, body, rst: req.rstCode }));
+    req.on('error', reject);
+  });
+  assert.equal(r.status, 421);
+  assert.match(r.body, /PRM_UNKNOWN_SITE/);
+  assert.equal(r.rst, http2.constants.NGHTTP2_NO_ERROR);
+  assert.equal(up.received.length, 0);
+  assert.equal((await request(session, { ':path': '/' })).status, 200);
+});
