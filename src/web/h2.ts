@@ -104,8 +104,8 @@ function watchSession(listener: ListenerState, session: http2.ServerHttp2Session
     },
     close: closeNow,
   };
-  listener.clients.add(handle as unknown as ClientConn);
-  session.once('close', () => listener.clients.delete(handle as unknown as ClientConn));
+  listener.clients.add(handle);
+  session.once('close', () => listener.clients.delete(handle));
   // Idle: no open stream for client-idle; waiting streams have their own deadlines.
   session.setTimeout(listener.routes.timeouts.clientIdleMs, () => {
     if (open === 0) session.close();

@@ -126,7 +126,8 @@ export interface ListenerState {
   routes: ListenerRoutes;
   readonly connPools: ConnPools;
   readonly hooks: ProxyHooks;
-  readonly clients: Set<ClientConn>;
+  /** Client connections (HTTP/1.1) and HTTP/2 sessions: what drain and close act on. */
+  readonly clients: Set<{ drain(): void; close(): void }>;
   draining: boolean;
 }
 
