@@ -132,6 +132,8 @@ export class Runtime {
   appliedAt = '';
   private accessLog: AccessLog | undefined;
   private certStores = new Map<string, CertStore>();
+  /** New listeners' "routes are ready" switches, by listener key (see bind). */
+  private readonly heldFlush = new Map<string, (serve: boolean) => void>();
   private geo: GeoLookup | undefined;
   private nextGeo: GeoLookup | undefined;
   private geoKey = 'null';
@@ -248,7 +250,11 @@ export class Runtime {
         }
       }
     } catch (err) {
-      for (const l of added) l.server.close();
+      for (const l of added) {
+        l.server.close();
+        this.heldFlush.get(l.key)?.(false);
+        this.heldFlush.delete(l.key);
+      }
       if (newAdmin) await newAdmin.close();
       newGeo?.close();
       this.metrics.reloads.inc({ result: 'refused' });
@@ -331,6 +337,11 @@ export class Runtime {
       const l = this.listeners.get(key)!;
       l.state.routes = routes;
       l.cluster = routes.cluster.name;
+      const flush = this.heldFlush.get(key);
+      if (flush) {
+        this.heldFlush.delete(key);
+        flush(true);
+      }
     }
     if (geoChanged) {
       const old = this.geo;
@@ -386,6 +397,36 @@ export class Runtime {
       clients: new Set(),
       draining: false,
     };
+    // A new listener accepts before its routes are in place (binding is the
+    // step that may refuse a config). Hold its first connections until the
+    // swap: answering them with the empty route table would say 421.
+    const held: net.Socket[] = [];
+    let ready = false;
+    let handle: ((socket: net.Socket) => void) | undefined;
+    const gate = (handler: (socket: net.Socket) => void) => {
+      handle = handler;
+      return (socket: net.Socket): void => {
+        if (ready) return handler(socket);
+        socket.pause();
+        held.push(socket);
+        socket.once('close', () => {
+          const i = held.indexOf(socket);
+          if (i !== -1) held.splice(i, 1);
+        });
+      };
+    };
+    this.heldFlush.set(key, (serve: boolean) => {
+      ready = true;
+      for (const s of held.splice(0)) {
+        if (s.destroyed) continue;
+        if (!serve || !handle) {
+          s.destroy();
+          continue;
+        }
+        s.resume();
+        handle(s);
+      }
+    });
     let server: net.Server;
     if (proto === 'https') {
       const h2 = createH2Front(state);
@@ -409,7 +450,7 @@ export class Runtime {
       // The TCP listener reads the ClientHello first: an ACME TLS-ALPN-01
       // validation (ALPN exactly "acme-tls/1") gets the challenge
       // certificate; everything else goes to the TLS server untouched.
-      server = net.createServer({ allowHalfOpen: true, noDelay: true }, (raw) => {
+      server = net.createServer({ allowHalfOpen: true, noDelay: true }, gate((raw) => {
         raw.on('error', () => raw.destroy());
         peekClientHello(raw, cluster.timeouts.requestHeaderMs, (hello, head) => {
           if (raw.destroyed) return;
@@ -417,13 +458,14 @@ export class Runtime {
           if (hello && hello.alpn.length === 1 && hello.alpn[0] === 'acme-tls/1' && this.serveAlpnChallenge(raw, hello.servername, cluster)) return;
           tlsServer.emit('connection', raw);
         });
-      });
+      }));
       server.once('close', () => this.tlsServers.delete(tlsServer));
     } else {
-      server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => handleConnection(state, socket));
+      server = net.createServer({ allowHalfOpen: true, noDelay: true }, gate((socket) => handleConnection(state, socket)));
     }
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
+        this.heldFlush.delete(key);
         reject(new Error(`cluster '${cluster.name}' cannot listen on ${addr.host || '*'}:${addr.port}: ${err.message}`));
       };
       server.once('error', onError);

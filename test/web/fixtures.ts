@@ -5,6 +5,8 @@ export interface WebConfigOptions {
   readonly sites: Readonly<Record<string, string | { service: string; extra?: string }>>;
   readonly cluster?: string; // extra cluster YAML lines, indented by 4
   readonly defaults?: string; // extra defaults YAML lines, indented by 2
+  /** Keep the built-in geolocation databases on (default off: most tests are not about geo). */
+  readonly geo?: boolean;
 }
 
 export function webConfig(o: WebConfigOptions): { perimeter: string; sites: Record<string, string> } {
@@ -23,7 +25,7 @@ discovery:
 ${svc}
 access-log:
   path: "off"
-`;
+${o.geo ? '' : 'geo:\n  country-db: off\n  asn-db: off\n'}`;
   let site = '';
   for (const [host, v] of Object.entries(o.sites)) {
     const s = typeof v === 'string' ? { service: v } : v;

@@ -303,3 +303,31 @@ test('connect failure to every backend gives 502 PRM_UPSTREAM_CONNECT', async (t
   assert.equal(r.status, 502);
   assert.equal((JSON.parse(r.body) as { error: { code: string } }).error.code, 'PRM_UPSTREAM_CONNECT');
 });
+
+test('a listener answers nothing until its routes are in place (no 421 while a config is still being applied)', async (t) => {
+  const { freePort } = await import('../helpers/cli.js');
+  const a = await startUpstream();
+  const port = await freePort();
+  // Geo on: opening its databases happens after the bind, inside apply.
+  const cfg = webConfig({ services: { app: [a.port] }, sites: { 'www.example.com': 'app' }, geo: true });
+  cfg.perimeter = cfg.perimeter.replace('listen: { http: "127.0.0.1:0" }', `listen: { http: "127.0.0.1:${port}" }`);
+  let stop = false;
+  const statuses: number[] = [];
+  const hammer = (async () => {
+    while (!stop) {
+      const r = await rawRequest(port, 'GET / HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n', { waitMs: 3000 });
+      statuses.push(...r.statuses);
+      if (r.statuses.length === 0) await new Promise((res) => setTimeout(res, 2));
+    }
+  })();
+  const p = await startPerimeter(cfg);
+  for (let i = 0; i < 5; i++) statuses.push(...(await rawRequest(port, 'GET / HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n')).statuses);
+  stop = true;
+  await hammer;
+  t.after(async () => {
+    await p.close();
+    await a.close();
+  });
+  assert.ok(statuses.length >= 5);
+  assert.deepEqual([...new Set(statuses)], [200]);
+});
