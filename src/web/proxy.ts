@@ -1113,32 +1113,22 @@ export class Exchange implements UpstreamOwner, Expirable {
     const host = head.host.includes(':') ? `[${head.host}]` : head.host;
     const location = `https://${host}${port === 443 ? '' : `:${port}`}${head.target === '*' ? '/' : head.target}`;
     const status = head.method === 'GET' || head.method === 'HEAD' ? 301 : 308;
-    this.rec.status = status;
-    this.rec.reason = 'redirect to https';
-    const close = !this.keepClient || !this.requestBodyDone;
-    const body = head.method === 'HEAD' ? '' : `Redirecting to ${location}\n`;
-    const out = Buffer.from(
-      `HTTP/1.1 ${status} ${status === 301 ? 'Moved Permanently' : 'Permanent Redirect'}\r\nLocation: ${location}\r\nContent-Type: text/plain\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${this.rec.requestId}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${body}`,
-      'latin1',
-    );
-    this.rec.bytesOut += out.length;
-    this.respHeadSent = true;
-    this.client.socket.write(out);
-    this.requestBodyDone = true;
-    this.finish(!close);
+    this.answerSelf(status, status === 301 ? 'Moved Permanently' : 'Permanent Redirect', `Location: ${location}\r\nX-Request-Id: ${this.rec.requestId}\r\n`, `Redirecting to ${location}\n`, 'redirect to https');
   }
 
   /** An ACME HTTP-01 challenge (RFC 8555 §8.3): the key authorization, or 404. */
   private answerAcme(token: string): void {
     const keyAuth = /^[A-Za-z0-9_-]+$/.test(token) ? this.routes.acmeChallenge?.(token) : undefined;
-    const status = keyAuth ? 200 : 404;
-    const body = keyAuth ?? 'no such challenge\n';
+    this.answerSelf(keyAuth ? 200 : 404, keyAuth ? 'OK' : 'Not Found', '', keyAuth ?? 'no such challenge\n', 'acme http-01 challenge');
+  }
+
+  /** A small plain-text answer of perimeter's own that is not an error (redirects, ACME). */
+  private answerSelf(status: number, phrase: string, headers: string, body: string, reason: string): void {
     this.rec.status = status;
-    this.rec.reason = 'acme http-01 challenge';
+    this.rec.reason = reason;
     const close = !this.keepClient || !this.requestBodyDone;
     const out = Buffer.from(
-      `HTTP/1.1 ${status} ${keyAuth ? 'OK' : 'Not Found'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${this.head.method === 'HEAD' ? '' : body}`,
+      `HTTP/1.1 ${status} ${phrase}\r\n${headers}Content-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${this.head.method === 'HEAD' ? '' : body}`,
       'latin1',
     );
     this.rec.bytesOut += out.length;

@@ -3,7 +3,7 @@
  * (load → apply or refuse, as the run command does), an event log captured
  * in memory, and a small HTTP client for the admin API.
  */
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
@@ -14,7 +14,7 @@ import { formatIssue, loadConfig } from '../../src/config/load.js';
 import type { Logger } from '../../src/core/log.js';
 import { Runtime } from '../../src/core/runtime.js';
 import type { ReloadOutcome, ReloadTrigger } from '../../src/admin/types.js';
-import type { ConfigFiles } from '../helpers/perimeter.js';
+import { writeConfig, type ConfigFiles } from '../helpers/perimeter.js';
 
 export interface CapturedLog {
   readonly log: Logger;
@@ -66,14 +66,6 @@ export interface AdminPerimeter {
   /** Rewrite the config files (no apply: POST /api/reload does that). */
   write(files: ConfigFiles): Promise<void>;
   close(): Promise<void>;
-}
-
-async function writeConfig(dir: string, files: ConfigFiles): Promise<void> {
-  await rm(join(dir, 'sites'), { recursive: true, force: true });
-  await mkdir(join(dir, 'sites'), { recursive: true });
-  await writeFile(join(dir, 'perimeter.yaml'), files.perimeter);
-  for (const [name, text] of Object.entries(files.sites)) await writeFile(join(dir, 'sites', name), text);
-  for (const [name, text] of Object.entries(files.extra ?? {})) await writeFile(join(dir, name), text);
 }
 
 export async function startAdminPerimeter(files: ConfigFiles): Promise<AdminPerimeter> {

@@ -33,7 +33,8 @@ export interface TestPerimeter {
   close(): Promise<void>;
 }
 
-async function writeConfig(dir: string, files: ConfigFiles): Promise<void> {
+/** Write perimeter.yaml, sites/ (replaced whole) and extra files into `dir`. */
+export async function writeConfig(dir: string, files: ConfigFiles): Promise<void> {
   await rm(join(dir, 'sites'), { recursive: true, force: true });
   await mkdir(join(dir, 'sites'), { recursive: true });
   await writeFile(join(dir, 'perimeter.yaml'), files.perimeter);
