@@ -33,6 +33,7 @@ import { AdminServer } from '../admin/server.js';
 import type { PoolDescription } from '../upstream/pool.js';
 import type { Backend } from '../upstream/backend.js';
 import type { AdminSource, ReloadOutcome, ReloadTrigger } from '../admin/types.js';
+import { OcspStapler } from '../tls/ocsp.js';
 
 /**
  * standalone: one process does everything (workers: 0, and tests).
@@ -146,6 +147,7 @@ export class Runtime {
   private readonly ticketSecret = ticketSecret();
   private ticketTimer: NodeJS.Timeout | undefined;
   private readonly tlsServers = new Set<tls.Server>();
+  private ocspStapler: OcspStapler | undefined;
   private readonly onRecord: (rec: RequestRecord) => void;
 
   constructor(opts: RuntimeOptions) {
@@ -444,6 +446,8 @@ export class Runtime {
         (socket) => (socket.alpnProtocol === 'h2' ? h2.handle(socket) : handleConnection(state, socket)),
       );
       this.rotateTickets(tlsServer);
+      // OCSP stapling from a background-refreshed cache; never waits (docs/tls.md).
+      tlsServer.on('OCSPRequest', (cert: Buffer, issuer: Buffer | null, cb: (err: Error | null, resp?: Buffer | null) => void) => this.ocsp.respond(cert, issuer, cb));
       tlsServer.on('tlsClientError', (err: Error & { code?: string }) =>
         this.log.debug({ event: { action: 'tls-handshake-failed' }, cluster: cluster.name, err: err.code ?? err.message }, 'TLS handshake failed'),
       );
@@ -708,5 +712,10 @@ export class Runtime {
     this.geo?.close();
     if (this.acme) await this.acme.close();
     for (const st of this.certStores.values()) st.close();
+    this.ocspStapler?.close();
+  }
+
+  private get ocsp(): OcspStapler {
+    return (this.ocspStapler ??= new OcspStapler(this.log));
   }
 }
