@@ -598,7 +598,8 @@ export class Runtime {
     for (const site of snapshot.sites.values()) {
       const cluster = snapshot.clusters.get(site.cluster);
       if (!cluster?.listen.https || site.host.startsWith('*.')) continue;
-      if (!certificateFor(snapshot, site.cluster, site.host)) domains.push(site.host);
+      // Sites no certificate file covers (a stored ACME certificate still needs its manager).
+      if (certificateFor(snapshot, site.cluster, site.host)?.source !== 'file') domains.push(site.host);
     }
     this.acme.setDomains(domains);
   }

@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Snapshot } from '../config/types.js';
 import { certificateNames } from './cert-store.js';
+import { storedCertificateFile } from './storage.js';
 
 export interface CertPosture {
   readonly subject: string;
@@ -71,6 +72,14 @@ export function certificateFor(snapshot: Snapshot, cluster: string, host: string
     if (p?.covers(probe)) {
       const { covers: _covers, ...posture } = p;
       return posture;
+    }
+  }
+  // No file covers it: with ACME, the certificate stored for the site (what the listener loads).
+  if (snapshot.acme && !host.startsWith('*.')) {
+    const p = parse(storedCertificateFile(snapshot.acme.storage, snapshot.acme.directory, host));
+    if (p?.covers(host)) {
+      const { covers: _covers, ...posture } = p;
+      return { ...posture, source: 'acme' };
     }
   }
   return undefined;

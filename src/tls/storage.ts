@@ -74,6 +74,23 @@ export function readLeaf(certPem: string): X509Certificate | undefined {
   }
 }
 
+/** The per-CA directory under the storage root: <directory host>-<hash of the URL>. */
+export function caDirectory(root: string, directoryUrl: string): string {
+  let host = 'ca';
+  try {
+    host = new URL(directoryUrl).host.replace(/[^a-zA-Z0-9.-]+/g, '_');
+  } catch {
+    // An unparsable URL is refused by the config loader; keep a name anyway.
+  }
+  const hash = createHash('sha256').update(directoryUrl).digest('hex').slice(0, 8);
+  return path.join(root, `${host}-${hash}`);
+}
+
+/** Where the certificate (key first, then chain) of `domain` is stored; read-only use, creates nothing. */
+export function storedCertificateFile(root: string, directoryUrl: string, domain: string): string {
+  return path.join(caDirectory(root, directoryUrl), 'certs', `${fileNameOf(domain)}.pem`);
+}
+
 export class AcmeStorage {
   /** The per-CA directory. */
   readonly dir: string;
@@ -81,14 +98,7 @@ export class AcmeStorage {
   readonly owner: string;
 
   constructor(root: string, directoryUrl: string) {
-    let host = 'ca';
-    try {
-      host = new URL(directoryUrl).host.replace(/[^a-zA-Z0-9.-]+/g, '_');
-    } catch {
-      // An unparsable URL is refused by the config loader; keep a name anyway.
-    }
-    const hash = createHash('sha256').update(directoryUrl).digest('hex').slice(0, 8);
-    this.dir = path.join(root, `${host}-${hash}`);
+    this.dir = caDirectory(root, directoryUrl);
     this.owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
     for (const sub of ['', 'certs', 'challenges', 'alpn', 'locks']) {
       fs.mkdirSync(path.join(this.dir, sub), { recursive: true, mode: DIR_MODE });

@@ -12,6 +12,7 @@ import tls from 'node:tls';
 import { startUpstream } from '../helpers/upstream.js';
 import { startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
 import { freePort, startPebble } from '../helpers/pebble.js';
+import { siteInventory } from '../../src/config/inventory.js';
 
 function config(
   httpPort: number,
@@ -77,7 +78,11 @@ test('a new HTTPS site gets an ACME certificate from pebble with no manual step;
 
   const first = await startPerimeter(files);
   const cert = await servedCertificate(first, root, 45_000);
+  // Posture (perimeter sites, /api/sites) shows the ACME certificate, read from the storage.
+  const row = siteInventory(first.runtime.snapshot!).find((r) => r.host === 'shop.example.test');
   await first.close();
+  assert.equal(row?.certificate?.source, 'acme');
+  assert.ok((row?.certificate?.daysLeft ?? 0) > 0);
   assert.ok(cert, 'perimeter served a certificate that verifies against pebble\'s root');
   assert.match(cert.subjectaltname ?? '', /DNS:shop\.example\.test/);
   const issued = pebble.issued;
