@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { parseDuration } from '../config/values.js';
 import { Control } from '../core/control.js';
 import { createLogger } from '../core/log.js';
 
@@ -32,13 +33,6 @@ Exit status: 0 after a clean shutdown, 1 invalid configuration, 2 usage
 error, 3 runtime failure (e.g. a listener could not bind).
 `;
 
-function parseDuration(s: string): number {
-  const m = /^(\d+)(ms|s|m)?$/.exec(s);
-  if (!m) throw new Error(`invalid duration '${s}' (e.g. 10s)`);
-  const n = Number(m[1]);
-  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
-}
-
 export async function run(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -64,7 +58,11 @@ export async function run(argv: string[]): Promise<number> {
   let drainMs = 10_000;
   let workers = availableParallelism();
   try {
-    if (parsed.values['drain-timeout']) drainMs = parseDuration(parsed.values['drain-timeout']);
+    if (parsed.values['drain-timeout']) {
+      const d = parseDuration(parsed.values['drain-timeout']);
+      if (!d.ok) throw new Error(`--drain-timeout: ${d.message} (${d.fix})`);
+      drainMs = d.value;
+    }
     if (parsed.values.workers !== undefined) {
       if (!/^\d{1,3}$/.test(parsed.values.workers)) throw new Error(`--workers wants a number from 0 to 999, got '${parsed.values.workers}'`);
       workers = Number(parsed.values.workers);

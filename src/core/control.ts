@@ -53,7 +53,6 @@ export class Control {
   private readonly log: Logger;
   private snapshot: Snapshot | undefined;
   private generation = 0;
-  private lastReload: ReloadOutcome | null = null;
   private reloading: Promise<unknown> = Promise.resolve();
   private readonly slots = new Map<number, WorkerSlot>();
   private readonly pending = new Map<number, Pending>();
@@ -111,8 +110,7 @@ export class Control {
       }
       this.log.info({ event: { action: 'workers-started' }, workers: this.opts.workers }, `${this.opts.workers} data-plane workers serving generation 1`);
     }
-    this.lastReload = { ok: true, generation: 1, errors: [], trigger: 'start', at: new Date().toISOString() };
-    this.runtime.lastReload = this.lastReload;
+    this.runtime.lastReload = { ok: true, generation: 1, errors: [], trigger: 'start', at: new Date().toISOString() };
     if (this.opts.watch) this.startWatching();
     return undefined;
   }
@@ -128,7 +126,6 @@ export class Control {
   private async reloadNow(trigger: ReloadTrigger): Promise<ReloadOutcome> {
     const refuse = (errors: string[]): ReloadOutcome => {
       const outcome: ReloadOutcome = { ok: false, generation: this.generation, errors, trigger, at: new Date().toISOString() };
-      this.lastReload = outcome;
       this.runtime.lastReload = outcome;
       this.runtime.metrics.reloads.inc({ result: 'refused' });
       this.log.error(
@@ -171,7 +168,6 @@ export class Control {
     this.snapshot = loaded.snapshot;
     this.generation = generation;
     const outcome: ReloadOutcome = { ok: true, generation, errors: [], trigger, at: new Date().toISOString() };
-    this.lastReload = outcome;
     this.runtime.lastReload = outcome;
     this.log.info({ event: { action: 'config-reloaded' }, trigger, generation }, `reload (${trigger}): generation ${generation} serving`);
     return outcome;
@@ -290,11 +286,11 @@ export class Control {
   private adminSource(): AdminSource {
     const base = this.runtime.adminSource();
     if (this.opts.workers === 0) {
-      return { ...base, configInfo: () => ({ ...base.configInfo(), lastReload: this.lastReload }) };
+      return base;
     }
     return {
       ...base,
-      configInfo: () => ({ ...base.configInfo(), generation: this.generation, lastReload: this.lastReload, workers: this.slots.size }),
+      configInfo: () => ({ ...base.configInfo(), generation: this.generation, workers: this.slots.size }),
       pools: () => this.workerPools(),
       metricsText: () => this.metricsText(),
     };

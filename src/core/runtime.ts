@@ -31,7 +31,7 @@ import { AccessLog } from '../audit/access-log.js';
 import { Metrics } from './metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { PoolDescription } from '../upstream/pool.js';
-import type { Backend } from '../upstream/backend.js';
+import { backendKey, type Backend } from '../upstream/backend.js';
 import type { AdminSource, ReloadOutcome, ReloadTrigger } from '../admin/types.js';
 import { OcspStapler } from '../tls/ocsp.js';
 
@@ -101,10 +101,6 @@ function listenerKey(cluster: ClusterSpec, proto: Proto, addr: ListenAddress): s
 }
 
 const STRICTEST_LOG: readonly LogOmit[] = Object.freeze(['query', 'cookies', 'authorization']);
-
-function backendKeyOf(m: { host: string; port: number }): string {
-  return m.host.includes(':') ? `[${m.host}]:${m.port}` : `${m.host}:${m.port}`;
-}
 
 function memberStates(backends: readonly Backend[]): MemberState[] {
   return backends.map((b) => ({ host: b.host, port: b.port, weight: b.weight, active: b.active, reason: b.lastCheckReason }));
@@ -515,7 +511,7 @@ export class Runtime {
 
   private feedMembers(pool: Pool, members: readonly MemberState[]): void {
     pool.setMembers(members);
-    for (const m of members) pool.setActiveHealth(backendKeyOf(m), m.active, m.reason);
+    for (const m of members) pool.setActiveHealth(backendKey(m.host, m.port), m.active, m.reason);
   }
 
   /** worker role: the control process's member list for a service. */
@@ -664,10 +660,7 @@ export class Runtime {
     return out;
   }
 
-  /** Certificates per cluster (for posture reporting). */
-  certificates(cluster: string): CertStore | undefined {
-    return this.certStores.get(cluster);
-  }
+
 
   /** Reopen log files (SIGUSR1, after logrotate moved them). */
   reopenLogs(): void {

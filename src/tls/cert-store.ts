@@ -40,21 +40,11 @@ export function secureOptions(spec: Pick<TlsSpec, 'minVersion'>): tls.SecureCont
   };
 }
 
-export interface CertInfo {
-  readonly names: readonly string[];
-  readonly subject: string;
-  readonly issuer: string;
-  readonly notBefore: string;
-  readonly notAfter: string;
-  readonly daysLeft: number;
-  readonly source: 'file' | 'acme';
-  readonly file?: string;
-  readonly fingerprint256: string;
-}
-
 interface Loaded {
   readonly context: tls.SecureContext;
-  readonly info: CertInfo;
+  /** DNS names the certificate covers (for SNI), and its expiry (for the log). */
+  readonly names: readonly string[];
+  readonly notAfter: string;
 }
 
 export interface CertStoreLog {
@@ -76,7 +66,7 @@ export function certificateNames(x: X509Certificate): string[] {
 }
 
 /** Load and check one certificate/key pair; throws with a clear message. */
-export function loadPair(certPem: string | Buffer, keyPem: string | Buffer, spec: Pick<TlsSpec, 'minVersion'>, source: 'file' | 'acme', file?: string): Loaded {
+export function loadPair(certPem: string | Buffer, keyPem: string | Buffer, spec: Pick<TlsSpec, 'minVersion'>): Loaded {
   const chain = String(certPem);
   const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(chain)?.[0];
   if (!first) throw new Error('no PEM certificate found');
@@ -84,21 +74,7 @@ export function loadPair(certPem: string | Buffer, keyPem: string | Buffer, spec
   const key = createPrivateKey(keyPem);
   if (!x.checkPrivateKey(key)) throw new Error('the private key does not belong to the certificate');
   const context = tls.createSecureContext({ ...secureOptions(spec), cert: chain, key: keyPem });
-  const notAfter = new Date(x.validTo);
-  return {
-    context,
-    info: {
-      names: certificateNames(x),
-      subject: x.subject.replace(/\n/g, ', '),
-      issuer: x.issuer.replace(/\n/g, ', '),
-      notBefore: new Date(x.validFrom).toISOString(),
-      notAfter: notAfter.toISOString(),
-      daysLeft: Math.floor((notAfter.getTime() - Date.now()) / 86_400_000),
-      source,
-      ...(file ? { file } : {}),
-      fingerprint256: x.fingerprint256,
-    },
-  };
+  return { context, names: certificateNames(x), notAfter: new Date(x.validTo).toISOString() };
 }
 
 export class CertStore {
@@ -112,8 +88,6 @@ export class CertStore {
   private poll: NodeJS.Timeout | undefined;
   private mtimes = new Map<string, number>();
   private readonly log: CertStoreLog;
-  /** Called after certificates changed (for posture metrics). */
-  onChange: (() => void) | undefined;
 
   constructor(spec: Pick<TlsSpec, 'minVersion'>, log: CertStoreLog) {
     this.spec = spec;
@@ -128,7 +102,7 @@ export class CertStore {
     const next = new Map<string, Loaded>();
     for (const f of files) {
       try {
-        next.set(f.certFile, loadPair(readFileSync(f.certFile), readFileSync(f.keyFile), spec, 'file', f.certFile));
+        next.set(f.certFile, loadPair(readFileSync(f.certFile), readFileSync(f.keyFile), spec));
       } catch (err) {
         throw new Error(`certificate ${f.certFile} (key ${f.keyFile}): ${(err as Error).message}`);
       }
@@ -142,13 +116,8 @@ export class CertStore {
 
   /** A certificate obtained by ACME for `domain` (replaces the previous one). */
   setAcme(domain: string, cert: string, key: string): void {
-    this.fromAcme.set(domain.toLowerCase(), loadPair(cert, key, this.spec, 'acme'));
+    this.fromAcme.set(domain.toLowerCase(), loadPair(cert, key, this.spec));
     this.rebuild();
-  }
-
-  /** Does any certificate cover this name? */
-  covers(name: string): boolean {
-    return this.lookup(name.toLowerCase()) !== undefined;
   }
 
   /** SNICallback: the context for a name, or none (the handshake fails with an alert). */
@@ -163,30 +132,13 @@ export class CertStore {
     return dot === -1 ? undefined : this.wildcard.get(name.slice(dot + 1));
   }
 
-  info(): CertInfo[] {
-    return [...this.fromFiles.values(), ...this.fromAcme.values()].map((l) => ({
-      ...l.info,
-      daysLeft: Math.floor((Date.parse(l.info.notAfter) - Date.now()) / 86_400_000),
-    }));
-  }
-
-  /** The certificate serving `name` (for posture reporting). */
-  infoFor(name: string): CertInfo | undefined {
-    const ctx = this.lookup(name.toLowerCase());
-    if (!ctx) return undefined;
-    return this.info().find((i) => {
-      const l = [...this.fromFiles.values(), ...this.fromAcme.values()].find((x) => x.info.fingerprint256 === i.fingerprint256);
-      return l?.context === ctx;
-    });
-  }
-
   private rebuild(): void {
     // Files first, in configured order; the first certificate naming a host wins.
     const exact = new Map<string, tls.SecureContext>();
     const wildcard = new Map<string, tls.SecureContext>();
     const all = [...this.files.map((f) => this.fromFiles.get(f.certFile)).filter((l): l is Loaded => l !== undefined), ...this.fromAcme.values()];
     for (const l of all) {
-      for (const n of l.info.names) {
+      for (const n of l.names) {
         if (n.startsWith('*.')) {
           if (!wildcard.has(n.slice(2))) wildcard.set(n.slice(2), l.context);
         } else if (!exact.has(n)) {
@@ -196,7 +148,6 @@ export class CertStore {
     }
     this.exact = exact;
     this.wildcard = wildcard;
-    this.onChange?.();
   }
 
   private watchFiles(): void {
@@ -243,12 +194,12 @@ export class CertStore {
       const mk = mtime(f.keyFile);
       if (mc === this.mtimes.get(f.certFile) && mk === this.mtimes.get(f.keyFile)) continue;
       try {
-        const l = loadPair(readFileSync(f.certFile), readFileSync(f.keyFile), this.spec, 'file', f.certFile);
+        const l = loadPair(readFileSync(f.certFile), readFileSync(f.keyFile), this.spec);
         this.fromFiles.set(f.certFile, l);
         this.mtimes.set(f.certFile, mc);
         this.mtimes.set(f.keyFile, mk);
         any = true;
-        this.log.info({ event: { action: 'certificate-reloaded' }, file: f.certFile, names: l.info.names, notAfter: l.info.notAfter }, `certificate ${f.certFile} reloaded`);
+        this.log.info({ event: { action: 'certificate-reloaded' }, file: f.certFile, names: l.names, notAfter: l.notAfter }, `certificate ${f.certFile} reloaded`);
       } catch (err) {
         // Often the cert is replaced before its key: try again on the next change or poll.
         this.log.warn({ event: { action: 'certificate-reload-failed' }, file: f.certFile, err: (err as Error).message }, `certificate ${f.certFile} not reloaded (keeping the previous one): ${(err as Error).message}`);
