@@ -14,6 +14,7 @@ import type {
   AccessLogSpec,
   AcmeSpec,
   AdminSpec,
+  AllowlistStoreSpec,
   BalancerKind,
   ClusterSpec,
   ConfigIssue,
@@ -29,6 +30,7 @@ import type {
   SiteSpec,
   Snapshot,
   StaticBackend,
+  TcpListenerSpec,
   TimeoutSpec,
   TlsSpec,
 } from './types.js';
@@ -53,6 +55,7 @@ export const PLATFORM_FILE = 'perimeter.yaml';
 export const SITES_DIR = 'sites';
 /** Where the access log goes when perimeter.yaml does not say (relative to the working directory). */
 export const DEFAULT_ACCESS_LOG = 'logs/access.log';
+export const DEFAULT_DATA_DIR = 'data';
 
 /** Built-in values: what a setting is when no file says otherwise. */
 export const builtinDefaults = {
@@ -82,6 +85,7 @@ export const builtinDefaults = {
   panic: { thresholdPercent: 50, mode: 'serve-all' } satisfies PanicSpec,
   retries: { attempts: 2, budgetPercent: 20, minRetryConcurrency: 3 } satisfies RetrySpec,
   dnsSrv: { minTtlMs: 1_000, maxTtlMs: 300_000, timeoutMs: 2_000 },
+  tcp: { connectTimeoutMs: 5_000, idleTimeoutMs: 3_600_000, proxyHeaderTimeoutMs: 5_000, maxConnections: 10_000, maxPerSource: 100 },
 } as const;
 
 function format(i: ConfigIssue, severity: 'error' | 'warning'): string {
@@ -666,6 +670,11 @@ interface CompiledPlatform {
   admin?: AdminSpec;
   /** Absolute path of admin.token-file; read by loadConfig (reading is async). */
   adminTokenFile?: string;
+  tcp: Map<string, TcpListenerSpec>;
+  dataDir: string;
+  /** Undefined while the URL is still to be read from allowlistUrlFile (or after an error). */
+  allowlistStore?: AllowlistStoreSpec;
+  allowlistUrlFile?: string;
 }
 
 function listenText(a: ListenAddress): string {
@@ -785,6 +794,45 @@ function compilePlatform(dir: string, f: SourceFile, p: PlatformWire, out: Issue
     });
   }
 
+  // TCP proxy listeners (their addresses share the clash check; the name is
+  // prefixed so messages say which kind of listener is in the way).
+  const tcp = new Map<string, TcpListenerSpec>();
+  for (const [name, t] of Object.entries(p.tcp ?? {})) {
+    const keyPos = f.keyPos(['tcp', name]);
+    if (!clusterNamePattern.test(name)) {
+      out.error(f.rel, keyPos, `tcp listener name '${name}' may only hold lower-case letters, digits and inner hyphens`, `rename it, e.g. '${name.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'upload'}'`);
+    }
+    const r = parseHostPort(t.listen, 'listen address', { hostRequired: false, hostRule: 'any', allowZero: true });
+    if (!r.ok) continue;
+    const addr = r.value;
+    const pos = f.valuePos(['tcp', name, 'listen']);
+    const clash = listeners.find((l) => addr.port !== 0 && l.addr.port === addr.port && (l.addr.host === addr.host || isWildcard(l.addr.host) || isWildcard(addr.host)));
+    if (clash) {
+      const what = clash.cluster.startsWith('tcp ') ? clash.cluster : `cluster '${clash.cluster}'`;
+      out.error(f.rel, pos, `listen address '${t.listen}' of tcp listener '${name}' overlaps '${listenText(clash.addr)}' of ${what} (${f.rel}:${clash.pos.line}:${clash.pos.column})`, 'give each listener its own port or address');
+    }
+    listeners.push({ addr, cluster: `tcp listener '${name}'`, pos });
+    const trusted: string[] = [];
+    for (const c of t['trusted-load-balancers'] ?? []) {
+      const x = parseCidr(c);
+      if (x.ok) trusted.push(x.value);
+    }
+    tcp.set(name, {
+      name,
+      listen: addr,
+      service: t.service,
+      allowlist: t.allowlist,
+      proxyProtocol: t['proxy-protocol'] ?? 'off',
+      trustedLoadBalancers: trusted,
+      connectTimeoutMs: dur(t.timeouts?.connect, builtinDefaults.tcp.connectTimeoutMs),
+      idleTimeoutMs: dur(t.timeouts?.idle, builtinDefaults.tcp.idleTimeoutMs),
+      proxyHeaderTimeoutMs: dur(t.timeouts?.['proxy-header'], builtinDefaults.tcp.proxyHeaderTimeoutMs),
+      maxConnections: t.limits?.connections ?? builtinDefaults.tcp.maxConnections,
+      maxPerSource: t.limits?.['per-source'] ?? builtinDefaults.tcp.maxPerSource,
+      pos: { file: f.rel, ...keyPos },
+    });
+  }
+
   // Platform service overrides.
   const serviceOverrides = new Map<string, ServiceWire>();
   for (const [name, w] of Object.entries(p.services ?? {})) {
@@ -804,14 +852,47 @@ function compilePlatform(dir: string, f: SourceFile, p: PlatformWire, out: Issue
         out.error(f.rel, pos, `admin listen address '${p.admin.listen}' is not loopback: set admin.token-file`, "add 'token-file: admin.token' (a file holding a random token, e.g. from 'openssl rand -hex 32'), or listen on 127.0.0.1:PORT and reach it through SSH");
       } else {
         const clash = listeners.find((l) => r.value.port !== 0 && l.addr.port === r.value.port && (l.addr.host === h || isWildcard(l.addr.host) || isWildcard(h)));
-        if (clash) out.error(f.rel, pos, `admin listen address '${p.admin.listen}' overlaps the listener of cluster '${clash.cluster}'`, 'give the admin listener its own port');
-        else admin = { listen: r.value };
+        if (clash) out.error(f.rel, pos, `admin listen address '${p.admin.listen}' overlaps the listener of ${clash.cluster.startsWith('tcp ') ? clash.cluster : `cluster '${clash.cluster}'`}`, 'give the admin listener its own port');
+        else admin = { listen: r.value, ...(p.admin['users-file'] !== undefined ? { usersFile: path.resolve(dir, p.admin['users-file']) } : {}) };
       }
     }
   }
 
+  const dataDir = path.resolve(dir, p['data-dir'] ?? DEFAULT_DATA_DIR);
+  let allowlistStore: AllowlistStoreSpec | undefined = { kind: 'sqlite', file: path.join(dataDir, 'allowlists.db') };
+  let allowlistUrlFile: string | undefined;
+  const al = p.allowlists;
+  if (al?.store === 'postgres') {
+    const pg = al.postgres;
+    if (pg === undefined || (pg.url === undefined) === (pg['url-file'] === undefined)) {
+      allowlistStore = undefined;
+      out.error(
+        f.rel,
+        pg === undefined ? f.valuePos(['allowlists', 'store']) : f.keyPos(['allowlists', 'postgres']),
+        pg === undefined ? 'allowlists.store is postgres but allowlists.postgres is missing' : 'allowlists.postgres needs exactly one of url and url-file',
+        "add 'postgres: { url: postgres://user@host/db }' under allowlists, or 'url-file: pg.url' when the URL holds a password",
+      );
+    } else if (pg.url !== undefined) {
+      if (!/^postgres(ql)?:\/\//.test(pg.url)) {
+        out.error(f.rel, f.valuePos(['allowlists', 'postgres', 'url']), `'${pg.url.replace(/:[^:@/]*@/, ':***@')}' is not a postgres:// URL`, 'write it as postgres://user@host:5432/database');
+      } else if (/^postgres(ql)?:\/\/[^/@]*:[^/@]*@/.test(pg.url)) {
+        out.error(f.rel, f.valuePos(['allowlists', 'postgres', 'url']), 'the PostgreSQL URL in perimeter.yaml holds a password', "move the URL to a file readable only by perimeter and point 'url-file' at it");
+      }
+      allowlistStore = { kind: 'postgres', url: pg.url };
+    } else {
+      allowlistUrlFile = path.resolve(dir, pg['url-file']!);
+      allowlistStore = undefined;
+    }
+  } else if (al?.postgres !== undefined) {
+    out.warn(f.rel, f.keyPos(['allowlists', 'postgres']), 'allowlists.postgres is set but the store is sqlite', "add 'store: postgres' to use it, or remove the postgres section");
+  }
+
   return {
     clusters,
+    tcp,
+    dataDir,
+    ...(allowlistStore ? { allowlistStore } : {}),
+    ...(allowlistUrlFile !== undefined ? { allowlistUrlFile } : {}),
     serviceBase,
     serviceOverrides,
     discovery: compileDiscovery(dir, f, p, out),
@@ -824,22 +905,10 @@ const ADMIN_TOKEN_MIN_LENGTH = 16;
 
 /** The admin token from its file (surrounding whitespace dropped), or undefined after reporting why not. */
 async function readAdminToken(file: string, f: SourceFile, out: Issues): Promise<string | undefined> {
+  const token = await readSecretFile(file, f, ['admin', 'token-file'], 'admin token', out);
+  if (token === undefined) return undefined;
   const pos = f.valuePos(['admin', 'token-file']);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
-    out.error(
-      f.rel,
-      pos,
-      `admin token file ${file} cannot be read (${code})`,
-      code === 'ENOENT' ? "create it with a random token (e.g. 'openssl rand -hex 32'), or fix the path (relative to the configuration directory)" : 'make it a regular file readable by the user perimeter runs as',
-    );
-    return undefined;
-  }
   // Never quote the token in a message: these end up in CI logs.
-  const token = text.trim();
   if (!/^[\x21-\x7e]*$/.test(token)) {
     out.error(f.rel, pos, `the admin token in ${file} contains spaces or characters other than visible ASCII`, "put one token on one line, e.g. the output of 'openssl rand -hex 32'");
     return undefined;
@@ -848,9 +917,28 @@ async function readAdminToken(file: string, f: SourceFile, out: Issues): Promise
     out.error(f.rel, pos, `the admin token in ${file} has ${token.length} characters; it needs at least ${ADMIN_TOKEN_MIN_LENGTH}`, "use a longer random token, e.g. 'openssl rand -hex 32'");
     return undefined;
   }
-  const st = await stat(file).catch(() => undefined);
-  if (st && (st.mode & 0o004) !== 0) out.warn(f.rel, pos, `admin token file ${file} can be read by every user on this host`, `chmod 600 ${file}`);
   return token;
+}
+
+/** A secret from its file (surrounding whitespace dropped), with a warning when every user can read it; undefined after reporting why not. */
+async function readSecretFile(file: string, f: SourceFile, at: Path, what: string, out: Issues): Promise<string | undefined> {
+  const pos = f.valuePos(at);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+    out.error(
+      f.rel,
+      pos,
+      `${what} file ${file} cannot be read (${code})`,
+      code === 'ENOENT' ? `create it, or fix the path (relative to the configuration directory)${what === 'admin token' ? "; a random token comes from 'openssl rand -hex 32'" : ''}` : 'make it a regular file readable by the user perimeter runs as',
+    );
+    return undefined;
+  }
+  const st = await stat(file).catch(() => undefined);
+  if (st && (st.mode & 0o004) !== 0) out.warn(f.rel, pos, `${what} file ${file} can be read by every user on this host`, `chmod 600 ${file}`);
+  return text.trim();
 }
 
 function compileDiscovery(dir: string, f: SourceFile, p: PlatformWire, out: Issues): DiscoverySpec {
@@ -996,20 +1084,24 @@ function resolveSite(e: SiteEntry, view: PlatformView, out: Issues): SiteResolut
   } else {
     res.cluster = view.defaultCluster;
   }
-  const svc = e.wire.service;
-  if (view.staticServices.includes(svc)) res.source = 'static';
-  else if (view.hasFile) res.source = 'file';
-  else if (view.hasDnsSrv) res.source = 'dns-srv';
-  else {
-    const hint = didYouMean(svc, view.staticServices);
-    out.error(
-      f.rel,
-      f.valuePos([e.key, 'service']),
-      `service '${svc}' is not in discovery.static and no dynamic discovery (file, dns-srv) is configured${hint}`,
-      hint ? `use '${closest(svc, view.staticServices)}', or add '${svc}' to discovery.static in ${PLATFORM_FILE}` : `add '${svc}' to discovery.static in ${PLATFORM_FILE}, or configure discovery.file or discovery.dns-srv`,
-    );
-  }
+  const source = serviceSource(e.wire.service, view, f, [e.key, 'service'], out);
+  if (source) res.source = source;
   return res;
+}
+
+/** Which discovery source provides a service (static first, then file, then DNS SRV), or undefined after reporting why none does. */
+function serviceSource(svc: string, view: PlatformView, f: SourceFile, at: Path, out: Issues): ServiceSpec['source'] | undefined {
+  if (view.staticServices.includes(svc)) return 'static';
+  if (view.hasFile) return 'file';
+  if (view.hasDnsSrv) return 'dns-srv';
+  const hint = didYouMean(svc, view.staticServices);
+  out.error(
+    f.rel,
+    f.valuePos(at),
+    `service '${svc}' is not in discovery.static and no dynamic discovery (file, dns-srv) is configured${hint}`,
+    hint ? `use '${closest(svc, view.staticServices)}', or add '${svc}' to discovery.static in ${PLATFORM_FILE}` : `add '${svc}' to discovery.static in ${PLATFORM_FILE}, or configure discovery.file or discovery.dns-srv`,
+  );
+  return undefined;
 }
 
 function siteTimeouts(e: SiteEntry, base: TimeoutSpec, out: Issues): TimeoutSpec {
@@ -1109,10 +1201,32 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     }
   }
 
+  // Services of TCP listeners: the same discovery; only TCP listeners use
+  // them → a TCP health check unless the platform chose a kind.
+  const tcpOnly = new Set<string>();
+  if (compiled && platformFile && view) {
+    for (const t of compiled.tcp.values()) {
+      if (!serviceSources.has(t.service)) {
+        const source = serviceSource(t.service, view, platformFile, ['tcp', t.name, 'service'], out);
+        if (source) {
+          serviceSources.set(t.service, source);
+          tcpOnly.add(t.service);
+        }
+      }
+    }
+  }
+
   let geo: GeoSpec | undefined;
   let acme: AcmeSpec | undefined;
   if (compiled && platformFile) {
-    const used = new Set(entries.map((e) => e.wire.service));
+    if (compiled.allowlistUrlFile !== undefined) {
+      const url = await readSecretFile(compiled.allowlistUrlFile, platformFile, ['allowlists', 'postgres', 'url-file'], 'PostgreSQL URL', out);
+      if (url !== undefined) {
+        if (/^postgres(ql)?:\/\//.test(url)) compiled.allowlistStore = { kind: 'postgres', url };
+        else out.error(platformFile.rel, platformFile.valuePos(['allowlists', 'postgres', 'url-file']), `${compiled.allowlistUrlFile} does not hold a postgres:// URL`, 'put one URL on one line, e.g. postgres://perimeter:secret@db.internal:5432/perimeter');
+      }
+    }
+    const used = new Set([...entries.map((e) => e.wire.service), ...[...compiled.tcp.values()].map((t) => t.service)]);
     for (const name of compiled.serviceOverrides.keys()) {
       if (!used.has(name)) {
         const hint = didYouMean(name, used);
@@ -1149,7 +1263,10 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
 
   const services = new Map<string, ServiceSpec>();
   for (const name of [...serviceSources.keys()].sort()) {
-    const merged = mergeService(compiled.serviceBase, compiled.serviceOverrides.get(name));
+    const override = compiled.serviceOverrides.get(name);
+    let merged = mergeService(compiled.serviceBase, override);
+    const kindChosen = override?.health?.type !== undefined || platform?.defaults?.health?.type !== undefined;
+    if (tcpOnly.has(name) && !kindChosen) merged = { ...merged, health: { ...merged.health, kind: 'tcp' } };
     const sitePath = healthPaths.get(name)?.wire.health?.path;
     services.set(name, {
       name,
@@ -1168,6 +1285,9 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     sites,
     services,
     discovery: compiled.discovery,
+    dataDir: compiled.dataDir,
+    tcp: compiled.tcp,
+    allowlists: compiled.allowlistStore!,
     ...(compiled.admin ? { admin: compiled.admin } : {}),
     ...(geo ? { geo } : {}),
     ...(acme ? { acme } : {}),
@@ -1326,7 +1446,19 @@ export function snapshotToJSON(s: Snapshot): unknown {
     }
     return v;
   };
-  // The admin token is a secret: say that there is one, never what it is.
-  if (s.admin?.token !== undefined) return plain({ ...s, admin: { ...s.admin, token: '<redacted>' } });
-  return plain(s);
+  // Secrets (the admin token, the PostgreSQL URL): say that there is one, never what it is.
+  return plain(redactSecrets(s));
+}
+
+/** The snapshot with its secrets replaced by '<redacted>' (for JSON output and the admin API). */
+export function redactSecrets(s: Snapshot): Snapshot {
+  let out = s;
+  if (s.admin?.token !== undefined) out = { ...out, admin: { ...s.admin, token: '<redacted>' } };
+  if (s.allowlists?.kind === 'postgres') out = { ...out, allowlists: { kind: 'postgres', url: redactUrl(s.allowlists.url) } };
+  return out;
+}
+
+/** A connection URL without its password. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/[^/@:]*):[^/@]*@/, '$1:<redacted>@');
 }

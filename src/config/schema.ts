@@ -318,6 +318,11 @@ const admin = z
       .min(1)
       .optional()
       .describe('File holding the bearer token every admin request must carry (at least 16 visible ASCII characters), relative to the configuration directory.'),
+    'users-file': z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Local accounts of the admin web UI, one 'name:scrypt-hash' per line (made by 'perimeter admin-user add NAME'), relative to the configuration directory."),
   })
   .describe('The admin listener: Prometheus metrics and the JSON admin API (config, sites, pools, backends, reload).');
 
@@ -336,8 +341,53 @@ const acme = z
   })
   .describe('Automatic certificates by ACME (docs/acme.md).');
 
+const tcpListener = z
+  .strictObject({
+    listen: listenAddress.describe('Where the TCP proxy listens: "host:port" or ":port".'),
+    service: serviceName.describe('The backend service (found by discovery, health-checked, balanced by least connections).'),
+    allowlist: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'lower-case letters, digits and inner hyphens')
+      .describe('The allowlist (in the allowlist store) a client address must be on; others are closed before a byte is read.'),
+    'proxy-protocol': z.enum(['off', 'v2']).optional().describe('Send a PROXY protocol v2 header to backends so they see the client address (default off).'),
+    'trusted-load-balancers': z
+      .array(cidr)
+      .optional()
+      .describe('Load balancers in front of perimeter whose PROXY protocol (v1 or v2) header is required and believed; the allowlist then applies to the address it names.'),
+    timeouts: z
+      .strictObject({
+        connect: duration.optional().describe('Backend connect timeout (default 5s).'),
+        idle: duration.optional().describe('Close a session with no byte in either direction for this long (default 1h).'),
+        'proxy-header': duration.optional().describe('Time a trusted load balancer has to send its PROXY header (default 5s).'),
+      })
+      .optional(),
+    limits: z
+      .strictObject({
+        connections: int(1, 1_000_000).optional().describe('Concurrent sessions on this listener (default 10000).'),
+        'per-source': int(1, 1_000_000).optional().describe('Concurrent sessions from one client address (default 100).'),
+      })
+      .optional(),
+  })
+  .describe('An inbound TCP proxy listener with an allowlist.');
+
+const allowlists = z
+  .strictObject({
+    store: z.enum(['sqlite', 'postgres']).optional().describe('Where allowlists live: sqlite (default; a file in the data directory) or postgres (shared by many perimeter hosts).'),
+    postgres: z
+      .strictObject({
+        url: z.string().min(1).optional().describe('Connection URL, e.g. postgres://perimeter@db.internal/perimeter (no password here: use url-file when it has one).'),
+        'url-file': z.string().min(1).optional().describe('File holding the connection URL (a secret), relative to the configuration directory.'),
+      })
+      .optional()
+      .describe('The PostgreSQL database (store: postgres).'),
+  })
+  .describe('The allowlist store (docs/tcp.md).');
+
 export const platformSchema = z
   .strictObject({
+    'data-dir': z.string().min(1).optional().describe('Directory for state perimeter keeps (the SQLite allowlist store), relative to the configuration directory (default data).'),
+    tcp: z.record(z.string(), tcpListener).optional().describe('Inbound TCP proxy listeners by name.'),
+    allowlists: allowlists.optional(),
     clusters: z.record(z.string(), cluster).describe('Tenant clusters by name.'),
     admin: admin.optional(),
     acme: acme.optional(),

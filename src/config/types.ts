@@ -158,7 +158,31 @@ export interface AdminSpec {
    * load). A secret: never logged; snapshotToJSON redacts it.
    */
   readonly token?: string;
+  /** Absolute path of admin.users-file (local web UI accounts), read when the UI needs it. */
+  readonly usersFile?: string;
 }
+
+/** An inbound TCP proxy listener (src/tcp/); see docs/tcp.md. */
+export interface TcpListenerSpec {
+  readonly name: string;
+  readonly listen: ListenAddress;
+  readonly service: string;
+  /** Name of the allowlist in the allowlist store. */
+  readonly allowlist: string;
+  /** PROXY protocol towards backends. */
+  readonly proxyProtocol: 'off' | 'v2';
+  /** CIDRs of load balancers whose PROXY header (v1/v2) is required and believed; empty = none accepted. */
+  readonly trustedLoadBalancers: readonly string[];
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly proxyHeaderTimeoutMs: number;
+  readonly maxConnections: number;
+  readonly maxPerSource: number;
+  readonly pos: SourcePos;
+}
+
+/** Where allowlists live (src/allowlist/). The PostgreSQL URL is a secret: never logged, redacted in JSON, not sent to workers. */
+export type AllowlistStoreSpec = { readonly kind: 'sqlite'; readonly file: string } | { readonly kind: 'postgres'; readonly url: string };
 
 /** The access log (src/audit/access-log.ts). */
 export interface AccessLogSpec {
@@ -207,6 +231,11 @@ export interface Snapshot {
   readonly sites: ReadonlyMap<string, SiteSpec>;
   readonly services: ReadonlyMap<string, ServiceSpec>;
   readonly discovery: DiscoverySpec;
+  /** Absolute directory for state perimeter keeps (data-dir, default <config dir>/data). */
+  readonly dataDir: string;
+  /** TCP proxy listeners by name (empty when none). */
+  readonly tcp: ReadonlyMap<string, TcpListenerSpec>;
+  readonly allowlists: AllowlistStoreSpec;
 }
 
 /** One configuration error: where it is, what is wrong, how to fix it. */

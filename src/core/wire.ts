@@ -6,7 +6,7 @@ import type { Snapshot } from '../config/types.js';
 
 /** Workers get no admin section: they run no admin listener and need no token. */
 export function encodeSnapshot(s: Snapshot): string {
-  return JSON.stringify({ ...s, admin: undefined }, (_k, v: unknown) => (v instanceof Map ? { $map: [...v.entries()] } : v));
+  return JSON.stringify({ ...s, admin: undefined, allowlists: s.allowlists.kind === 'postgres' ? { kind: 'postgres', url: '' } : s.allowlists }, (_k, v: unknown) => (v instanceof Map ? { $map: [...v.entries()] } : v));
 }
 
 export function decodeSnapshot(text: string): Snapshot {
