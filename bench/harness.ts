@@ -15,6 +15,17 @@ export interface WrkResult {
   readonly latencyUs: { readonly p50: number; readonly p75: number; readonly p90: number; readonly p99: number };
   readonly socketErrors: { readonly connect: number; readonly read: number; readonly write: number; readonly timeout: number };
   readonly non2xx: number;
+  /** wrk's Transfer/sec, in bytes per second. */
+  readonly bytesPerS: number;
+}
+
+const SIZE_UNITS: Readonly<Record<string, number>> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+
+/** "1.23GB" → bytes (wrk's units are binary). */
+export function parseWrkSize(text: string): number {
+  const m = /^([\d.]+)(B|KB|MB|GB|TB)$/.exec(text.trim());
+  if (!m) throw new Error(`not a wrk size: '${text}'`);
+  return Number(m[1]) * SIZE_UNITS[m[2]!]!;
 }
 
 const TIME_UNITS: Readonly<Record<string, number>> = { us: 1, ms: 1_000, s: 1_000_000, m: 60_000_000, h: 3_600_000_000 };
@@ -38,6 +49,7 @@ export function parseWrk(output: string): WrkResult {
   };
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(output);
+  const transfer = /Transfer\/sec:\s+([\d.]+(?:B|KB|MB|GB|TB))/.exec(output);
   return {
     requests: Number(total[1]),
     durationS: parseWrkTime(`${total[2]}${total[3]}`) / 1e6,
@@ -47,6 +59,46 @@ export function parseWrk(output: string): WrkResult {
       ? { connect: Number(sock[1]), read: Number(sock[2]), write: Number(sock[3]), timeout: Number(sock[4]) }
       : { connect: 0, read: 0, write: 0, timeout: 0 },
     non2xx: non2xx ? Number(non2xx[1]) : 0,
+    bytesPerS: transfer ? parseWrkSize(transfer[1]!) : 0,
+  };
+}
+
+// ---------------------------------------------------------------- h2load output
+
+export interface H2loadResult {
+  readonly rps: number;
+  readonly requests: number;
+  readonly succeeded: number;
+  /** failed + errored + timeout. */
+  readonly errors: number;
+  readonly non2xx: number;
+  /** Mean and max time for a request, µs. */
+  readonly meanUs: number;
+  readonly maxUs: number;
+}
+
+/** h2load prints times as 123us, 1.23ms, 1.2s. */
+function parseH2Time(t: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(t.trim());
+  if (!m) throw new Error(`not an h2load time: '${t}'`);
+  return Number(m[1]) * (m[2] === 'us' ? 1 : m[2] === 'ms' ? 1_000 : 1_000_000);
+}
+
+/** Parses h2load's summary; throws when it is missing (h2load failed). */
+export function parseH2load(output: string): H2loadResult {
+  const fin = /finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(output);
+  const req = /requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(output);
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(output);
+  const time = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)/.exec(output);
+  if (!fin || !req) throw new Error(`h2load output has no summary:\n${output}`);
+  return {
+    rps: Number(fin[1]),
+    requests: Number(req[1]),
+    succeeded: Number(req[2]),
+    errors: Number(req[3]) + Number(req[4]) + Number(req[5]),
+    non2xx: codes ? Number(codes[2]) + Number(codes[3]) + Number(codes[4]) : 0,
+    meanUs: time ? parseH2Time(time[3]!) : Number.NaN,
+    maxUs: time ? parseH2Time(time[2]!) : Number.NaN,
   };
 }
 
@@ -135,6 +187,8 @@ export function parseVmRssKiB(status: string): number {
 export const BENCH_HOST = 'bench.test';
 export const SMALL_BODY = 'x'.repeat(99) + '\n';
 export const LARGE_BYTES = 64 * 1024;
+/** The bulk file the TCP proxy scenario downloads through each proxy. */
+export const BULK_BYTES = 1024 * 1024;
 
 export interface BackendPorts {
   readonly port: number;
@@ -161,6 +215,7 @@ http {
     listen 127.0.0.1:${p.port} reuseport backlog=4096;
     location = /small { default_type text/plain; return 200 "${SMALL_BODY.slice(0, -1)}\\n"; }
     location = /64k { root ${dir}/www; default_type application/octet-stream; }
+    location = /1m { root ${dir}/www; default_type application/octet-stream; }
   }
   server {
     listen 127.0.0.1:${p.statusPort};
@@ -260,9 +315,120 @@ discovery:
 `;
 }
 
+/** The TLS settings both TLS contenders use: one certificate, TLS 1.2/1.3, the same key-exchange groups (perimeter's defaults). */
+export const TLS_CURVES = 'X25519:prime256v1:secp384r1';
+
+/** nginx as the TLS reference: HTTPS with HTTP/2 on one listener, proxy_pass with upstream keep-alive. */
+export function nginxTlsConf(dir: string, name: string, o: { port: number; backendPort: number; cert: string; key: string }): string {
+  return `# ${name} for bench/run.ts: TLS termination (HTTP/1.1 and HTTP/2) + proxy_pass with upstream keep-alive
+worker_processes 1;
+daemon off;
+master_process on;
+pid ${dir}/${name}.pid;
+error_log ${dir}/${name}.error.log notice;
+worker_rlimit_nofile 20000;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp-body; proxy_temp_path ${dir}/tmp-proxy;
+  fastcgi_temp_path ${dir}/tmp-fcgi; uwsgi_temp_path ${dir}/tmp-uwsgi; scgi_temp_path ${dir}/tmp-scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  http2_max_requests 10000000;
+  upstream backend {
+    server 127.0.0.1:${o.backendPort};
+    keepalive 256;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+  }
+  server {
+    listen 127.0.0.1:${o.port} ssl http2 backlog=4096;
+    ssl_certificate ${o.cert};
+    ssl_certificate_key ${o.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ecdh_curve ${TLS_CURVES};
+    ssl_prefer_server_ciphers on;
+    ssl_session_cache shared:bench:10m;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_buffering on;
+    }
+  }
+}
+`;
+}
+
+/** perimeter with an HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) for the TLS scenarios; sites bench.test and localhost (h2load's :authority). */
+export function perimeterTlsPlatformYaml(o: { httpsPort: number; backendPort: number; cert: string; key: string }): string {
+  return `# perimeter (TLS) for bench/run.ts
+clusters:
+  web:
+    listen: { https: "127.0.0.1:${o.httpsPort}" }
+    timeouts: { client-idle: 300s }
+    tls:
+      certificates:
+        - { cert: "${o.cert}", key: "${o.key}" }
+access-log:
+  path: "off"
+defaults:
+  health: { type: none }
+discovery:
+  static:
+    bench-backend: ["127.0.0.1:${o.backendPort}"]
+`;
+}
+
+/** HAProxy 2.6 mode tcp, one thread: the reference for the TCP proxy. */
+export function haproxyTcpConf(dir: string, o: { port: number; backendPort: number }): string {
+  return `# HAProxy (mode tcp) for bench/run.ts
+global
+  nbthread 1
+  maxconn 1000
+  pidfile ${dir}/haproxy-tcp.pid
+defaults
+  mode tcp
+  timeout connect 3s
+  timeout client 300s
+  timeout server 300s
+frontend fe
+  bind 127.0.0.1:${o.port} backlog 4096
+  default_backend be
+backend be
+  server b1 127.0.0.1:${o.backendPort}
+`;
+}
+
+/** perimeter with a TCP proxy listener in front of the backend; the allowlist must then hold 127.0.0.1. */
+export function perimeterTcpPlatformYaml(o: { httpPort: number; tcpPort: number; adminPort: number; backendPort: number }): string {
+  return `# perimeter (TCP proxy) for bench/run.ts
+clusters:
+  web:
+    listen: { http: "127.0.0.1:${o.httpPort}" }
+access-log:
+  path: "off"
+admin:
+  listen: "127.0.0.1:${o.adminPort}"
+defaults:
+  health: { type: none }
+discovery:
+  static:
+    bench-backend: ["127.0.0.1:${o.backendPort}"]
+tcp:
+  bench:
+    listen: "127.0.0.1:${o.tcpPort}"
+    service: bench-backend
+    allowlist: bench
+`;
+}
+
 /** sites/bench.yaml; each configuration change adds another site so the reload is a real change. */
-export function perimeterSitesYaml(generation: number): string {
+export function perimeterSitesYaml(generation: number, extraHosts: readonly string[] = []): string {
   let s = `${BENCH_HOST}:\n  service: bench-backend\n`;
+  for (const h of extraHosts) s += `${h}:\n  service: bench-backend\n`;
   if (generation > 0) s += `change-${generation}.${BENCH_HOST}:\n  service: bench-backend\n`;
   return s;
 }

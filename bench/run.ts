@@ -3,8 +3,8 @@
  * run, with the method of ../shared/PERF-BASELINE.md (pinned layout,
  * interleaved rounds, ratios to nginx within a round). See BENCHMARKS.md.
  *
- *   npm run bench                 # full: 3 rounds of 8 s loads, about 10 minutes
- *   npm run bench -- --quick      # 1 round of 3 s loads, about 2 minutes
+ *   npm run bench                 # full: 3 rounds of 8 s loads (5 s for TLS, HTTP/2, TCP), about 12 minutes
+ *   npm run bench -- --quick      # 1 round of 3 s loads (2 s for TLS, HTTP/2, TCP), about 2½ minutes
  *   npm run bench -- --profile    # perimeter under the small-response load with --cpu-prof
  *
  * It installs nothing: missing tools are named with the apt command. Every
@@ -14,15 +14,16 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
-  BENCH_HOST, LARGE_BYTES, formatRps, median, formatUs, haproxyConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
-  pacedScript, parseStubStatus, parseVmRssKiB, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, roundRatios,
-  rotate, socketErrorTotal, summarize, summarizeProfile, table, type CpuProfile, type Summary, type WrkResult,
+  BENCH_HOST, BULK_BYTES, LARGE_BYTES, formatRps, median, formatUs, haproxyConf, haproxyTcpConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
+  nginxTlsConf, pacedScript, parseH2load, parseStubStatus, parseVmRssKiB, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTcpPlatformYaml,
+  perimeterTlsPlatformYaml, roundRatios, rotate, socketErrorTotal, summarize, summarizeProfile, table, type CpuProfile, type H2loadResult, type Summary, type WrkResult,
 } from './harness.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -59,6 +60,8 @@ const quick = args.quick;
 const rounds = Number(args.rounds ?? (quick ? 1 : 3));
 const duration = Number(args.duration ?? (quick ? 3 : 8));
 const warmupS = quick ? 1 : 2;
+/** Seconds per load of the TLS, HTTP/2 and TCP scenarios (shorter: there are more of them). */
+const extraS = Math.max(1, Math.min(duration, quick ? 2 : 5));
 const idleConnections = Number(args.connections);
 const reloadSeconds = quick ? 5 : 10;
 const reloadChanges = quick ? 10 : 20;
@@ -69,15 +72,14 @@ const outFile = resolve(args.out ?? join(RESULTS_DIR, 'latest.json'));
 function have(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
-const TOOLS: Record<string, string> = { nginx: 'nginx-light', haproxy: 'haproxy', wrk: 'wrk', taskset: 'util-linux', h2load: 'nghttp2-client' };
+const TOOLS: Record<string, string> = { nginx: 'nginx-light', haproxy: 'haproxy', wrk: 'wrk', taskset: 'util-linux', h2load: 'nghttp2-client', openssl: 'openssl' };
 const missing = Object.entries(TOOLS).filter(([cmd]) => !have(cmd));
-// h2load is only needed for the HTTP/2 scenario, which waits for issue 5.
-const blocking = missing.filter(([cmd]) => cmd !== 'h2load' && !(args.profile && (cmd === 'haproxy')));
+const blocking = missing.filter(([cmd]) => !(args.profile && (cmd === 'haproxy' || cmd === 'h2load' || cmd === 'openssl')));
 if (blocking.length) {
   process.stderr.write(`bench: missing ${blocking.map(([c]) => c).join(', ')}; install with:\n  sudo apt-get install -y ${[...new Set(missing.map(([, p]) => p))].join(' ')}\n`);
   process.exit(2);
 }
-if (missing.length) process.stderr.write(`bench: note: ${missing.map(([c]) => c).join(', ')} not installed (apt-get install -y ${missing.map(([, p]) => p).join(' ')}); not needed yet\n`);
+if (missing.length) process.stderr.write(`bench: note: ${missing.map(([c]) => c).join(', ')} not installed (apt-get install -y ${missing.map(([, p]) => p).join(' ')}); not needed for --profile\n`);
 
 /** Benchmark processes run at nice -10 when allowed, so other work on the machine disturbs less. */
 const canNice = (() => {
@@ -221,13 +223,31 @@ function httpGet(port: number, path: string, timeoutMs = 2000): Promise<{ status
   });
 }
 
-async function waitReady(name: string, port: number, path: string, logFile: string, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 20_000;
+/** GET over TLS (certificate not verified: the bench's own), SNI localhost. */
+function httpsGet(port: number, path: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
+  return new Promise((res, rej) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', servername: 'localhost', port, path, headers: { host: BENCH_HOST }, agent: false, timeout: timeoutMs, rejectUnauthorized: false },
+      (r) => {
+        let body = '';
+        r.setEncoding('latin1');
+        r.on('data', (c: string) => (body += c));
+        r.on('end', () => res({ status: r.statusCode ?? 0, body }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', rej);
+    req.end();
+  });
+}
+
+async function waitReady(name: string, port: number, path: string, logFile: string, child: ChildProcess, tls = false, waitMs = 20_000): Promise<void> {
+  const deadline = Date.now() + waitMs;
   let last = '';
   while (Date.now() < deadline) {
     if (child.exitCode !== null) break;
     try {
-      const r = await httpGet(port, path, 1000);
+      const r = await (tls ? httpsGet : httpGet)(port, path, 1000);
       if (r.status === 200) return;
       last = `status ${r.status}`;
     } catch (e) {
@@ -255,13 +275,18 @@ interface Load {
   /** CPU list for wrk; undefined = unpinned. */
   readonly cpu?: string;
   readonly script?: string;
+  /** https://localhost (SNI localhost) instead of http://127.0.0.1. */
+  readonly tls?: boolean;
+  /** More request header lines, e.g. 'Connection: close'. */
+  readonly headers?: readonly string[];
 }
 
 function wrk(load: Load): Promise<WrkResult> {
   const argv = [
     ...(load.cpu ? ['taskset', '-c', load.cpu] : []), ...NICE, 'wrk',
     `-t${load.threads ?? 1}`, `-c${load.connections}`, `-d${load.seconds}s`, '--latency', '-H', `Host: ${BENCH_HOST}`,
-    ...(load.script ? ['-s', load.script] : []), `http://127.0.0.1:${load.port}${load.path}`,
+    ...(load.headers ?? []).flatMap((h) => ['-H', h]),
+    ...(load.script ? ['-s', load.script] : []), `${load.tls ? 'https://localhost' : 'http://127.0.0.1'}:${load.port}${load.path}`,
   ];
   return new Promise((res, rej) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -275,6 +300,31 @@ function wrk(load: Load): Promise<WrkResult> {
       children.delete(child.pid!);
       try {
         res(parseWrk(out));
+      } catch (e) {
+        rej(e as Error);
+      }
+    });
+  });
+}
+
+/** h2load over TLS with ALPN h2: `clients` connections × `streams` concurrent streams, for `seconds`. */
+function h2load(o: { port: number; path: string; clients: number; streams: number; seconds: number; cpu?: string }): Promise<H2loadResult> {
+  const argv = [
+    ...(o.cpu ? ['taskset', '-c', o.cpu] : []), ...NICE, 'h2load',
+    '-t1', `-c${o.clients}`, `-m${o.streams}`, `-D${o.seconds}`, `https://localhost:${o.port}${o.path}`,
+  ];
+  return new Promise((res, rej) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    children.set(child.pid!, { name: 'h2load', child });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const t = setTimeout(() => child.kill('SIGKILL'), (o.seconds + 20) * 1000);
+    child.on('exit', () => {
+      clearTimeout(t);
+      children.delete(child.pid!);
+      try {
+        res(parseH2load(out));
       } catch (e) {
         rej(e as Error);
       }
@@ -319,6 +369,7 @@ interface Ports {
 async function startBackend(dir: string, ports: Ports): Promise<Contender> {
   mkdirSync(join(dir, 'www'), { recursive: true });
   writeFileSync(join(dir, 'www', '64k'), randomBytes(LARGE_BYTES));
+  writeFileSync(join(dir, 'www', '1m'), randomBytes(BULK_BYTES));
   writeFileSync(join(dir, 'backend.conf'), nginxBackendConf(dir, { port: ports.backend, statusPort: ports.status }));
   const log = join(dir, 'backend.out');
   const child = start('backend', 'nginx', ['-p', dir, '-e', join(dir, 'backend.startup.log'), '-c', join(dir, 'backend.conf')], log);
@@ -386,6 +437,87 @@ async function startPerimeter(dir: string, name: string, port: number, backendPo
     },
     reloadsApplied: () => countIn(log, '"config-reloaded"'),
   };
+}
+
+/** One RSA-2048 certificate for localhost and bench.test, shared by every TLS contender. */
+function makeBenchCert(dir: string): { cert: string; key: string } {
+  const cert = join(dir, 'tls-cert.pem');
+  const key = join(dir, 'tls-key.pem');
+  const r = spawnSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30',
+    '-subj', '/CN=localhost', '-addext', `subjectAltName=DNS:localhost,DNS:${BENCH_HOST}`,
+  ], { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error('openssl could not make the bench certificate');
+  chmodSync(key, 0o644); // nginx reads it as the user that started it; the directory is private to the run
+  return { cert, key };
+}
+
+async function startNginxTls(dir: string, port: number, backendPort: number, cert: { cert: string; key: string }): Promise<Contender> {
+  const conf = join(dir, 'nginx-tls.conf');
+  writeFileSync(conf, nginxTlsConf(dir, 'nginx-tls', { port, backendPort, ...cert }));
+  const log = join(dir, 'nginx-tls.out');
+  const child = start('nginx-tls', 'nginx', ['-p', dir, '-e', join(dir, 'nginx-tls.error.log'), '-c', conf], log);
+  await waitReady('nginx-tls', port, '/small', log, child, true);
+  return { name: 'nginx', port, pid: child.pid!, child };
+}
+
+async function startPerimeterTls(dir: string, port: number, backendPort: number, cert: { cert: string; key: string }): Promise<Contender> {
+  const cdir = join(dir, 'perimeter-tls');
+  mkdirSync(join(cdir, 'sites'), { recursive: true });
+  writeFileSync(join(cdir, 'perimeter.yaml'), perimeterTlsPlatformYaml({ httpsPort: port, backendPort, ...cert }));
+  writeFileSync(join(cdir, 'sites', 'bench.yaml'), perimeterSitesYaml(0, ['localhost']));
+  const log = join(dir, 'perimeter-tls.out');
+  const child = start('perimeter-tls', process.execPath, [PERIMETER_MAIN, 'run', '--workers', '1', '--no-watch', cdir], log);
+  await waitReady('perimeter-tls', port, '/small', log, child, true);
+  return { name: 'perimeter', port, pid: child.pid!, child };
+}
+
+async function startHaproxyTcp(dir: string, port: number, backendPort: number): Promise<Contender> {
+  const conf = join(dir, 'haproxy-tcp.cfg');
+  writeFileSync(conf, haproxyTcpConf(dir, { port, backendPort }));
+  const log = join(dir, 'haproxy-tcp.out');
+  const child = start('haproxy-tcp', 'haproxy', ['-W', '-f', conf], log);
+  await waitReady('haproxy-tcp', port, '/small', log, child);
+  return { name: 'HAProxy tcp', port, pid: child.pid!, child };
+}
+
+/**
+ * perimeter's TCP proxy (src/tcp/) with 127.0.0.1 in its allowlist, seeded
+ * through `perimeter allow add` (the admin API). Resolves to the reason it is
+ * not usable when the TCP proxy or the allowlist does not work in this tree.
+ */
+async function startPerimeterTcp(dir: string, ports: { http: number; tcp: number; admin: number; backend: number }): Promise<Contender | string> {
+  const cdir = join(dir, 'perimeter-tcp');
+  mkdirSync(join(cdir, 'sites'), { recursive: true });
+  writeFileSync(join(cdir, 'perimeter.yaml'), perimeterTcpPlatformYaml({ httpPort: ports.http, tcpPort: ports.tcp, adminPort: ports.admin, backendPort: ports.backend }));
+  writeFileSync(join(cdir, 'sites', 'bench.yaml'), perimeterSitesYaml(0));
+  const log = join(dir, 'perimeter-tcp.out');
+  const child = start('perimeter-tcp', process.execPath, [PERIMETER_MAIN, 'run', '--workers', '1', '--no-watch', cdir], log);
+  const tail = (): string => {
+    try {
+      return readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ').slice(0, 400);
+    } catch {
+      return '';
+    }
+  };
+  try {
+    await waitReady('perimeter-tcp', ports.http, '/small', log, child);
+  } catch {
+    await stop(child, 3000);
+    return `perimeter with a tcp listener did not start (${tail()})`;
+  }
+  const add = spawnSync(process.execPath, [PERIMETER_MAIN, 'allow', 'add', 'bench', '127.0.0.1', '--partner', 'bench', '--reason', 'npm run bench', '-c', cdir], { encoding: 'utf8', timeout: 20_000 });
+  if (add.status !== 0) {
+    await stop(child, 3000);
+    return `'perimeter allow add' failed (exit ${add.status}): ${(add.stderr || add.stdout).trim().slice(0, 300)}`;
+  }
+  try {
+    await waitReady('perimeter-tcp', ports.tcp, '/small', log, child, false, 10_000);
+  } catch (e) {
+    await stop(child, 3000);
+    return `the TCP proxy did not pass a request with 127.0.0.1 allowed: ${(e as Error).message.split('\n')[0]}`;
+  }
+  return { name: 'perimeter tcp', port: ports.tcp, pid: child.pid!, child };
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -461,6 +593,65 @@ function printRows(title: string, rs: Row[], refName: string): void {
   );
 }
 
+interface TlsSample {
+  round: number;
+  /** req/s, handshakes/s or MiB/s. */
+  value: number;
+  errors: number;
+  non2xx: number;
+  /** Latency figures (µs): p50/p99 from wrk; mean/max from h2load. */
+  lat1: number;
+  lat2: number;
+}
+
+function tlsSample(round: number, scenario: string, name: string, value: number, errors: number, non2xx: number, lat1: number, lat2: number, unit = 'req/s'): TlsSample {
+  if (errors || non2xx) warn(`${scenario}/${name} round ${round + 1}: ${errors} errors, ${non2xx} non-2xx responses`);
+  const v = unit === 'MiB/s' ? `${value.toFixed(0)} MiB/s` : `${formatRps(value)} ${unit}`;
+  process.stdout.write(`  ${scenario.padEnd(14)} ${name.padEnd(15)} ${v.padStart(12)}  ${formatUs(lat1)} / ${formatUs(lat2)}\n`);
+  return { round, value, errors, non2xx, lat1, lat2 };
+}
+
+interface TlsRow {
+  contender: string;
+  value: Summary;
+  x: Summary | null;
+  lat1: Summary;
+  lat2: Summary;
+  errors: number;
+}
+
+function tlsSummary(samples: Record<string, TlsSample[]>, reference: string): TlsRow[] {
+  const ref = (samples[reference] ?? []).map((s) => s.value);
+  return Object.entries(samples).map(([name, ss]) => ({
+    contender: name,
+    value: summarize(ss.map((s) => s.value)),
+    x: ref.length ? roundRatios(ss.map((s) => s.value), ref) : null,
+    lat1: summarize(ss.map((s) => s.lat1)),
+    lat2: summarize(ss.map((s) => s.lat2)),
+    errors: ss.reduce((a, s) => a + s.errors + s.non2xx, 0),
+  }));
+}
+const tcpSummary = tlsSummary;
+
+function printTls(title: string, rs: TlsRow[], unit: string, l1: string, l2: string, refName = 'nginx'): void {
+  const fmt = (v: number): string => (unit === 'MiB/s' ? v.toFixed(0) : formatRps(v));
+  process.stdout.write(`\n${title}\n`);
+  process.stdout.write(
+    table(
+      ['contender', `${unit} median`, 'min–max', `×${refName}`, l1, l2, 'errors'],
+      rs.map((r) => [
+        r.contender,
+        fmt(r.value.median),
+        `${fmt(r.value.min)}–${fmt(r.value.max)}`,
+        r.x ? `${r.x.median.toFixed(2)} (${r.x.min.toFixed(2)}–${r.x.max.toFixed(2)})` : '–',
+        formatUs(r.lat1.median),
+        formatUs(r.lat2.median),
+        String(r.errors),
+      ]),
+    ) + '\n',
+  );
+}
+
 // ---------------------------------------------------------------- profile mode
 
 async function profileMode(dir: string, ports: Ports): Promise<void> {
@@ -515,7 +706,7 @@ async function main(): Promise<void> {
   };
   const started = Date.now();
   const machine = { nproc: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, nice: canNice ? -10 : 0, fdLimit };
-  process.stdout.write(`perimeter bench: ${quick ? 'quick' : 'full'}, ${rounds} round(s) of ${duration} s loads; ${machine.nproc} CPUs (${machine.cpu}); node ${machine.node}; nice ${machine.nice}; fd limit ${fdLimit}\n`);
+  process.stdout.write(`perimeter bench: ${quick ? 'quick' : 'full'}, ${rounds} round(s) of ${duration} s loads (${extraS} s for TLS, HTTP/2 and TCP); ${machine.nproc} CPUs (${machine.cpu}); node ${machine.node}; nice ${machine.nice}; fd limit ${fdLimit}\n`);
   if (!canNice) process.stdout.write('  (not permitted to run at nice -10: numbers will be noisier; run as root for less noise)\n');
   if (args.profile) return profileMode(dir, ports);
 
@@ -608,6 +799,35 @@ async function main(): Promise<void> {
     }
   }
 
+  // ---- TLS: handshakes, HTTPS keep-alive, HTTP/2 (h2load); nginx and perimeter with the same
+  // certificate (RSA 2048) and key-exchange groups, pinned to CPU 0 like the rest; load on CPU 1.
+  const tlsSamples: Record<string, Record<string, TlsSample[]>> = { handshake: {}, https: {}, h2: {} };
+  const cert = makeBenchCert(dir);
+  const nginxTls = await startNginxTls(dir, await freePort(), ports.backend, cert);
+  const perimeterTls = await startPerimeterTls(dir, await freePort(), ports.backend, cert);
+  pin(nginxTls.pid, '0');
+  pin(perimeterTls.pid, '0');
+  const tlsContenders = [nginxTls, perimeterTls];
+  process.stdout.write(`\nTLS warm-up (${warmupS} s each)\n`);
+  for (const c of tlsContenders) {
+    await wrk({ port: c.port, path: '/small', connections: 50, seconds: 1, cpu: '1', tls: true });
+    await h2load({ port: c.port, path: '/small', clients: 10, streams: 10, seconds: 1, cpu: '1' });
+  }
+  for (let round = 0; round < rounds; round++) {
+    process.stdout.write(`\nround ${round + 1}/${rounds} (TLS, pinned)\n`);
+    for (const c of rotate(tlsContenders, round)) {
+      // A new TLS connection per request: wrk does not resume sessions, so each is a full handshake.
+      const hs = await wrk({ port: c.port, path: '/small', connections: 50, seconds: extraS, cpu: '1', tls: true, headers: ['Connection: close'] });
+      (tlsSamples.handshake![c.name] ??= []).push(tlsSample(round, 'handshake', c.name, hs.rps, socketErrorTotal(hs), hs.non2xx, hs.latencyUs.p50, hs.latencyUs.p99));
+      const ka = await wrk({ port: c.port, path: '/small', connections: 50, seconds: extraS, cpu: '1', tls: true });
+      (tlsSamples.https![c.name] ??= []).push(tlsSample(round, 'https', c.name, ka.rps, socketErrorTotal(ka), ka.non2xx, ka.latencyUs.p50, ka.latencyUs.p99));
+      const h2 = await h2load({ port: c.port, path: '/small', clients: 10, streams: 10, seconds: extraS, cpu: '1' });
+      (tlsSamples.h2![c.name] ??= []).push(tlsSample(round, 'h2', c.name, h2.rps, h2.errors, h2.non2xx, h2.meanUs, h2.maxUs));
+    }
+  }
+  await stop(nginxTls.child, 5000);
+  await stop(perimeterTls.child, 5000);
+
   // ---- all cores: 1 vs 2 workers, unpinned (wrk and the backend share the two CPUs)
   unpinnedLayout();
   const scaling: Samples = {};
@@ -644,6 +864,34 @@ async function main(): Promise<void> {
     reload[c.name] = { steady, changing, changesSent: sent, reloadsApplied: (c.reloadsApplied?.() ?? 0) - appliedBefore, p99Ratio: changing.p99 / steady.p99 };
   }
 
+  // ---- TCP proxy bulk throughput: wrk -c4 downloading a 1 MiB file through HAProxy mode tcp and
+  // perimeter's TCP proxy (pinned to CPU 0), backend and wrk on CPU 1. Last: it needs the TCP proxy
+  // and the allowlist store of issue 6.
+  const tcpSamples: Record<string, TlsSample[]> = {};
+  let tcpSkipped = '';
+  {
+    const haTcp = await startHaproxyTcp(dir, await freePort(), ports.backend);
+    const pTcp = await startPerimeterTcp(dir, { http: await freePort(), tcp: await freePort(), admin: await freePort(), backend: ports.backend });
+    if (typeof pTcp === 'string') {
+      tcpSkipped = pTcp;
+      process.stdout.write(`\nTCP proxy bulk throughput: skipped: ${pTcp}\n`);
+    } else {
+      pin(haTcp.pid, '0');
+      pin(pTcp.pid, '0');
+      const tcpContenders = [backend, haTcp, pTcp];
+      for (const c of tcpContenders) await wrk({ port: c.port, path: '/1m', connections: 4, seconds: 1, cpu: '1' });
+      for (let round = 0; round < rounds; round++) {
+        process.stdout.write(`\nround ${round + 1}/${rounds} (TCP proxy bulk, pinned)\n`);
+        for (const c of rotate(tcpContenders, round)) {
+          const r = await wrk({ port: c.port, path: '/1m', connections: 4, seconds: extraS, cpu: '1' });
+          (tcpSamples[c.name] ??= []).push(tlsSample(round, 'tcp-bulk', c.name, r.bytesPerS / 1024 ** 2, socketErrorTotal(r), r.non2xx, r.latencyUs.p50, r.latencyUs.p99, 'MiB/s'));
+        }
+      }
+      await stop(pTcp.child, 5000);
+    }
+    await stop(haTcp.child, 5000);
+  }
+
   // ---- report
   const perCoreRows = Object.fromEntries(Object.entries(perCore).map(([k, s]) => [k, rows(s, 'nginx')]));
   printRows(`small (100 B) responses, wrk -t1 -c50, proxy pinned to CPU 0 (${rounds} round(s))`, perCoreRows.small!, 'nginx');
@@ -678,13 +926,13 @@ async function main(): Promise<void> {
     ) + '\n',
   );
 
-  const notYet = [
-    { scenario: 'HTTPS handshakes per second vs nginx (same certificate and curve)', needs: 'issue 5' },
-    { scenario: 'HTTPS keep-alive requests', needs: 'issue 5' },
-    { scenario: 'HTTP/2 (h2load)', needs: 'issue 5' },
-    { scenario: 'TCP proxy bulk throughput vs HAProxy mode tcp', needs: 'issue 6' },
-  ];
-  process.stdout.write('\nnot available yet:\n' + notYet.map((n) => `  ${n.scenario}: not available yet (needs ${n.needs})\n`).join(''));
+  const tlsRows = Object.fromEntries(Object.entries(tlsSamples).map(([k, ss]) => [k, tlsSummary(ss, 'nginx')]));
+  printTls('TLS handshakes: a new connection per request (wrk -c50, Connection: close; RSA 2048, X25519), pinned', tlsRows.handshake!, 'handshakes/s', 'p50', 'p99');
+  printTls('HTTPS keep-alive (wrk -c50), pinned', tlsRows.https!, 'req/s', 'p50', 'p99');
+  printTls('HTTP/2 (h2load -c10 -m10), pinned', tlsRows.h2!, 'req/s', 'mean', 'max');
+  const tcpRows = tcpSkipped ? [] : tcpSummary(tcpSamples, 'HAProxy tcp');
+  if (tcpSkipped) process.stdout.write(`\nTCP proxy bulk throughput: skipped: ${tcpSkipped}\n`);
+  else printTls('TCP proxy bulk throughput (wrk -c4, 1 MiB responses), pinned', tcpRows, 'MiB/s', 'p50', 'p99', 'HAProxy');
 
   // ---- targets of issue 4
   const ratio = (sc: string): Summary | null => perCoreRows[sc]!.find((r) => r.contender === perimeter.name)?.xNginx ?? null;
@@ -694,6 +942,8 @@ async function main(): Promise<void> {
   const pm = memory[perimeter.name];
   const pr = reload[perimeter.name];
   const ok = (b: boolean): string => (b ? 'met' : 'not met');
+  const handshakeRatio = tlsRows.handshake!.find((r) => r.contender === 'perimeter')?.x?.median ?? Number.NaN;
+  const tcpRatio = tcpRows.find((r) => r.contender === 'perimeter tcp')?.x?.median ?? Number.NaN;
   // Fastify / http-proxy were measured in ../shared/PERF-BASELINE.md (same method, same machine kind), not here.
   const targets: Target[] = [
     { target: 'small responses ≥ 0.6× nginx (pinned)', measured: `${small.toFixed(2)}×`, status: ok(small >= 0.6) },
@@ -704,8 +954,10 @@ async function main(): Promise<void> {
     { target: '--workers 2 ≥ 1.7× one worker', measured: `${perimeterScale.median.toFixed(2)}× (nginx ${nginxScale.median.toFixed(2)}×)`, status: ok(perimeterScale.median >= 1.7) },
     { target: '≤ 30 KiB per idle keep-alive client connection', measured: pm ? `${pm.kibPerConnection.toFixed(1)} KiB` : '–', status: ok((pm?.kibPerConnection ?? Infinity) <= 30) },
     { target: `${idleConnections} idle connections held without errors`, measured: pm ? `${pm.heldOpen} held, ${pm.failed} failed` : '–', status: ok(pm !== undefined && pm.heldOpen === idleConnections && pm.failed === 0) },
-    { target: 'TCP proxy bulk ≥ 0.7× HAProxy mode tcp', measured: '–', status: 'not measurable yet: needs issue 6' },
-    { target: 'TLS handshakes/s ≥ 0.8× nginx', measured: '–', status: 'not measurable yet: needs issue 5' },
+    tcpSkipped
+      ? { target: 'TCP proxy bulk ≥ 0.7× HAProxy mode tcp', measured: '–', status: `skipped: ${tcpSkipped}` }
+      : { target: 'TCP proxy bulk ≥ 0.7× HAProxy mode tcp', measured: `${tcpRatio.toFixed(2)}×`, status: ok(tcpRatio >= 0.7) },
+    { target: 'TLS handshakes/s ≥ 0.8× nginx', measured: `${handshakeRatio.toFixed(2)}×`, status: ok(handshakeRatio >= 0.8) },
     { target: 'config changes under load: 0 failed requests', measured: pr ? String(pr.changing.non2xx) : '–', status: ok(pr?.changing.non2xx === 0) },
     { target: 'config changes under load: 0 connection resets/errors', measured: pr ? String(pr.changing.errors) : '–', status: ok(pr?.changing.errors === 0) },
     { target: 'config changes under load: p99 ≤ 1.2× steady', measured: pr ? `${pr.p99Ratio.toFixed(2)}×` : '–', status: ok((pr?.p99Ratio ?? Infinity) <= 1.2) },
@@ -728,7 +980,8 @@ async function main(): Promise<void> {
     scaling: { samples: scaling, rows: scalingRows, perimeter: perimeterScale, nginx: nginxScale },
     memory,
     reload,
-    notAvailable: notYet,
+    tls: { samples: tlsSamples, rows: tlsRows },
+    tcp: tcpSkipped ? { skipped: tcpSkipped } : { samples: tcpSamples, rows: tcpRows },
     targets,
     warnings,
   };

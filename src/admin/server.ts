@@ -8,6 +8,10 @@
  * one the listener is on loopback, where the remaining risk is a browser on
  * the same host: Host must be an address or localhost (DNS rebinding) and a
  * POST from another origin is refused (CSRF).
+ *
+ * The web UI under /ui/ (./ui/app.ts, docs/admin-ui.md) has its own login
+ * (local accounts or the token) and session cookie instead of the bearer
+ * token, which a browser cannot send.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +21,8 @@ import { siteInventory } from '../config/inventory.js';
 import type { Logger } from '../core/log.js';
 import type { BackendDescription } from '../upstream/pool.js';
 import type { AdminSource } from './types.js';
+import { AdminUi } from './ui/app.js';
+import { ALLOWLIST_ENDPOINTS, handleAllowlistApi, healthBody, isAllowlistApiPath } from './allowlist-api.js';
 
 export interface AdminServerOptions {
   /** Denied requests and API reloads are logged here (never a token). */
@@ -86,6 +92,7 @@ const routes: ReadonlyMap<string, Readonly<Record<string, Handler>>> = new Map<s
   ],
   ['/api/pools', { GET: async (source) => json(200, { generation: source.configInfo().generation, pools: await source.pools() }) }],
   ['/api/geo', { GET: async (source) => json(200, source.geoInfo?.() ?? { enabled: false }) }],
+  ['/api/tcp', { GET: async (source) => json(200, { generation: source.configInfo().generation, listeners: (await source.tcp?.()) ?? [] }) }],
   [
     '/api/backends',
     {
@@ -111,6 +118,7 @@ const routes: ReadonlyMap<string, Readonly<Record<string, Handler>>> = new Map<s
       },
     },
   ],
+  ['/api/health', { GET: async (source) => json(200, healthBody(source)) }],
   [
     '/api/reload',
     {
@@ -123,7 +131,7 @@ const routes: ReadonlyMap<string, Readonly<Record<string, Handler>>> = new Map<s
   ],
 ]);
 
-const index = { endpoints: [...routes.entries()].map(([path, methods]) => `${Object.keys(methods).join(', ')} ${path}`) };
+const index = { endpoints: [...[...routes.entries()].map(([path, methods]) => `${Object.keys(methods).join(', ')} ${path}`), ...ALLOWLIST_ENDPOINTS] };
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
@@ -147,11 +155,14 @@ export class AdminServer {
   private tokenDigest: Buffer | undefined;
   private deniedLoggedAt = 0;
   private deniedSuppressed = 0;
+  /** The web UI under /ui/ (its own login and sessions; docs/admin-ui.md). */
+  readonly ui: AdminUi;
 
   private constructor(spec: AdminSpec, source: AdminSource, opts: AdminServerOptions) {
     this.address = spec.listen;
     this.log = opts.log;
     this.tokenDigest = spec.token !== undefined ? digest(spec.token) : undefined;
+    this.ui = new AdminUi(spec, opts.log ? { log: opts.log } : {});
     this.server = http.createServer((req, res) => {
       void this.handle(source, req, res).catch((err: unknown) => {
         this.log?.error({ err, event: { action: 'admin-error' }, url: { path: req.url } }, `admin request failed: ${String(err)}`);
@@ -181,6 +192,7 @@ export class AdminServer {
    */
   update(spec: AdminSpec): void {
     this.tokenDigest = spec.token !== undefined ? digest(spec.token) : undefined;
+    this.ui.update(spec);
   }
 
   port(): number {
@@ -195,11 +207,28 @@ export class AdminServer {
   }
 
   private async handle(source: AdminSource, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    // Bodies are never read (reload takes none); drain so keep-alive works.
-    req.resume();
+    const uiPath = (req.url ?? '/').split('?')[0] ?? '/';
+    // The web UI authenticates with its own login and session cookie (a browser cannot send the bearer token).
+    if (AdminUi.owns(uiPath)) {
+      await this.ui.handle(source, req, res);
+      return;
+    }
+    if (uiPath === '/' && (req.method === 'GET' || req.method === 'HEAD') && /\btext\/html\b/.test(req.headers.accept ?? '')) {
+      req.resume();
+      send(res, { status: 303, body: 'see /ui/\n', headers: { location: '/ui/' } });
+      return;
+    }
+    // Bodies are read by the allowlist API only; elsewhere drain them so keep-alive works.
+    const readsBody = isAllowlistApiPath(uiPath);
+    if (!readsBody) req.resume();
     const denied = this.deny(req);
     if (denied) {
+      req.resume();
       send(res, denied);
+      return;
+    }
+    if (readsBody) {
+      send(res, await handleAllowlistApi(source, req, this.log));
       return;
     }
     const path = (req.url ?? '/').split('?')[0] ?? '/';

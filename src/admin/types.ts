@@ -5,6 +5,8 @@
  */
 import type { Snapshot } from '../config/types.js';
 import type { PoolDescription } from '../upstream/pool.js';
+import type { TcpListenerDescription } from '../tcp/proxy.js';
+import type { AllowlistService } from '../allowlist/types.js';
 
 export type ReloadTrigger = 'start' | 'signal' | 'watch' | 'api';
 
@@ -37,6 +39,10 @@ export interface AdminSource {
   snapshot(): Snapshot | undefined;
   /** Pool state (backends, health, ejection, scores with reasons, panic). */
   pools(): Promise<PoolDescription[]>;
+  /** TCP proxy listeners with their sessions and bytes (summed over workers). */
+  tcp?(): Promise<TcpListenerDescription[]>;
+  /** The allowlist store's service (control or single process), when the configuration uses one (src/allowlist/). */
+  allowlists?(): AllowlistService | undefined;
   /** The geolocation databases in use (path, build date), when geo is on. */
   geoInfo?(): unknown;
   /** Re-read the configuration directory and apply it (or refuse it). */

@@ -270,7 +270,15 @@ export class AccessLog {
       this.droppedLines++;
       return;
     }
-    const line = accessLogLine(rec, omit);
+    this.writeLine(accessLogLine(rec, omit));
+  }
+
+  /** Queue one ready-made JSON line (no newline), e.g. a TCP session's (src/tcp/); returns at once. */
+  writeLine(line: string): void {
+    if (this.closing || this.gone) {
+      this.droppedLines++;
+      return;
+    }
     const size = this.path === 'stdout' ? Buffer.byteLength(line) + 1 : line.length + 1;
     if (this.pendingLines > 0 && this.pending.length + size > this.batchLimit) this.handOver();
     this.pending += line;

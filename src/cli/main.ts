@@ -15,8 +15,11 @@ const commands: Record<string, Command> = {
   validate: { summary: 'check a configuration directory; exit 1 listing every error', load: () => import('./validate.js') },
   schema: { summary: 'print the JSON Schema of perimeter.yaml and site files', load: () => import('./schema.js') },
   sites: { summary: 'the site inventory: cluster, service, owner, listeners, TLS, source file', load: () => import('./sites.js') },
+  tcp: { summary: 'the TCP proxy listeners: address, service, allowlist, PROXY protocol, limits, source file', load: () => import('./tcp.js') },
   explain: { summary: 'what perimeter would do with a request, and why (sends nothing)', load: () => import('./explain.js') },
   reload: { summary: 'make the running perimeter reload its configuration', load: () => import('./reload.js') },
+  allow: { summary: 'add, remove, list and check allowlist entries (through the admin API)', load: () => import('./allow.js') },
+  'admin-user': { summary: 'add, remove or list admin web UI accounts (admin.users-file)', load: () => import('./admin-user.js') },
 };
 
 export const usage = `perimeter — a self-service network perimeter

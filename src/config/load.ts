@@ -16,6 +16,7 @@ import type {
   AdminSpec,
   AllowlistStoreSpec,
   BalancerKind,
+  UpstreamProtocol,
   ClusterSpec,
   ConfigIssue,
   DiscoverySpec,
@@ -60,6 +61,7 @@ export const DEFAULT_DATA_DIR = 'data';
 /** Built-in values: what a setting is when no file says otherwise. */
 export const builtinDefaults = {
   balancer: 'latency' as BalancerKind,
+  protocol: 'http1' as UpstreamProtocol,
   timeouts: {
     requestHeaderMs: 10_000,
     clientIdleMs: 60_000,
@@ -592,6 +594,7 @@ function mergeRetries(base: RetrySpec, w: RetriesWire | undefined): RetrySpec {
 
 interface ServiceBase {
   balancer: BalancerKind;
+  protocol: UpstreamProtocol;
   health: HealthSpec;
   passive: PassiveHealthSpec;
   panic: PanicSpec;
@@ -602,6 +605,7 @@ function mergeService(base: ServiceBase, w: ServiceWire | undefined): ServiceBas
   if (!w) return base;
   return {
     balancer: w.balancer ?? base.balancer,
+    protocol: w.protocol ?? base.protocol,
     health: mergeHealth(base.health, w.health),
     passive: mergePassive(base.passive, w.passive),
     panic: mergePanic(base.panic, w.panic),
@@ -691,6 +695,7 @@ function compilePlatform(dir: string, f: SourceFile, p: PlatformWire, out: Issue
   const limits = mergeLimits(builtinDefaults.limits, d.limits);
   const builtinService: ServiceBase = {
     balancer: builtinDefaults.balancer,
+    protocol: builtinDefaults.protocol,
     health: builtinDefaults.health,
     passive: builtinDefaults.passive,
     panic: builtinDefaults.panic,
@@ -1268,11 +1273,15 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     const kindChosen = override?.health?.type !== undefined || platform?.defaults?.health?.type !== undefined;
     if (tcpOnly.has(name) && !kindChosen) merged = { ...merged, health: { ...merged.health, kind: 'tcp' } };
     const sitePath = healthPaths.get(name)?.wire.health?.path;
+    let health = sitePath === undefined ? merged.health : { ...merged.health, path: sitePath };
+    // An h2c backend may not speak HTTP/1.1 at all: its HTTP checks speak h2c too.
+    if (merged.protocol === 'h2c' && health.kind === 'http') health = { ...health, h2c: true };
     services.set(name, {
       name,
       source: serviceSources.get(name)!,
       balancer: merged.balancer,
-      health: sitePath === undefined ? merged.health : { ...merged.health, path: sitePath },
+      protocol: merged.protocol,
+      health,
       passive: merged.passive,
       panic: merged.panic,
       retries: merged.retries,

@@ -231,8 +231,13 @@ const retries = z
 
 const balancer = z.enum(balancerKinds).describe('How a backend is chosen: round-robin (weighted), least-request (power of two choices) or latency (expected latency).');
 
+export const upstreamProtocols = ['http1', 'h2c'] as const;
+const protocol = z
+  .enum(upstreamProtocols)
+  .describe('How perimeter speaks to the backends: http1 (HTTP/1.1, pooled keep-alive connections; the default) or h2c (HTTP/2 over cleartext with prior knowledge, e.g. gRPC servers; multiplexed sessions). See docs/http2.md.');
+
 const serviceOverride = z
-  .strictObject({ balancer: balancer.optional(), health: health.optional(), passive: passive.optional(), panic: panic.optional(), retries: retries.optional() })
+  .strictObject({ balancer: balancer.optional(), protocol: protocol.optional(), health: health.optional(), passive: passive.optional(), panic: panic.optional(), retries: retries.optional() })
   .describe('Platform settings for one service, over the defaults.');
 
 const clusterTls = z
@@ -301,6 +306,7 @@ const discovery = z
 const defaults = z
   .strictObject({
     balancer: balancer.optional(),
+    protocol: protocol.optional(),
     health: health.optional(),
     passive: passive.optional(),
     panic: panic.optional(),

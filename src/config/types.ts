@@ -7,6 +7,8 @@
  */
 
 export type BalancerKind = 'round-robin' | 'least-request' | 'latency';
+/** How perimeter speaks to a service's backends: HTTP/1.1, or HTTP/2 with prior knowledge over cleartext (docs/http2.md). */
+export type UpstreamProtocol = 'http1' | 'h2c';
 export type PanicMode = 'serve-all' | 'fail';
 export type HealthCheckKind = 'http' | 'tcp' | 'none';
 export type LogOmit = 'query' | 'cookies' | 'authorization';
@@ -35,6 +37,8 @@ export interface HealthSpec {
   readonly expectStatus: readonly (readonly [number, number])[];
   /** Host header sent with HTTP checks ('' = the backend address). */
   readonly host: string;
+  /** HTTP checks speak h2c (set for services with `protocol: h2c`); absent = HTTP/1.1. */
+  readonly h2c?: boolean;
 }
 
 export interface PassiveHealthSpec {
@@ -104,6 +108,8 @@ export interface ServiceSpec {
   /** Which discovery source provides the backends. */
   readonly source: 'static' | 'file' | 'dns-srv';
   readonly balancer: BalancerKind;
+  /** Protocol towards the backends; absent = 'http1'. */
+  readonly protocol?: UpstreamProtocol;
   readonly health: HealthSpec;
   readonly passive: PassiveHealthSpec;
   readonly panic: PanicSpec;

@@ -25,6 +25,7 @@ import { Runtime, type MemberState } from './runtime.js';
 import { encodeSnapshot } from './wire.js';
 import { clusterMetricsText } from './metrics.js';
 import { isFromWorker, type FromWorker, type ToWorker } from './ipc.js';
+import { mergeTcpDescriptions, type TcpListenerDescription } from '../tcp/proxy.js';
 
 export interface ControlOptions {
   readonly dir: string;
@@ -74,6 +75,8 @@ export class Control {
       onActiveHealth: multi ? (service, key, active, reason) => this.broadcast({ t: 'health', service, key, active, reason }) : undefined,
       onAcmeCertificate: multi ? (domain, cert, key) => this.broadcast({ t: 'acme-cert', domain, cert, key }) : undefined,
     });
+    // Every allowlist change reaches the workers' in-memory tables (docs/allowlists.md).
+    if (multi) this.runtime.allowlistHost.forward((m) => this.broadcast(m));
   }
 
   /**
@@ -199,6 +202,8 @@ export class Control {
       const onReady = (m: unknown): void => {
         if (!isFromWorker(m) || m.t !== 'ready') return;
         worker.off('message', onReady);
+        // Allowlists first: its TCP listeners must not accept before the lists are there.
+        for (const a of this.runtime.allowlistHost.messages()) worker.send(a satisfies ToWorker);
         void this.applyTo(slot, this.snapshot!, this.generation).then((r) => {
           if (r.ok) {
             slot.ready = true;
@@ -292,6 +297,7 @@ export class Control {
       ...base,
       configInfo: () => ({ ...base.configInfo(), generation: this.generation, workers: this.slots.size }),
       pools: () => this.workerPools(),
+      tcp: () => this.workerTcp(),
       metricsText: () => this.metricsText(),
     };
   }
@@ -342,6 +348,18 @@ export class Control {
         }),
       };
     });
+  }
+
+  /** TCP listeners as the workers serve them: sessions, bytes and counts summed. */
+  private async workerTcp(): Promise<TcpListenerDescription[]> {
+    const replies = await Promise.all(
+      [...this.slots.values()].filter((s) => s.ready).map(async (s) => {
+        const id = this.nextId++;
+        const r = await this.request(s.worker, { t: 'tcp-describe', id }, id, 2000);
+        return r && r.t === 'tcp-described' ? r.listeners : undefined;
+      }),
+    );
+    return mergeTcpDescriptions(replies.filter((r): r is TcpListenerDescription[] => r !== undefined));
   }
 
   reopenLogs(): void {

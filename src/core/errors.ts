@@ -43,6 +43,7 @@ export const Errors = Object.freeze({
   UPSTREAM_RESET: def('PRM_UPSTREAM_RESET', 502, 'upstream', true, 'The backend closed the connection before answering.'),
   UPSTREAM_TIMEOUT: def('PRM_UPSTREAM_TIMEOUT', 504, 'upstream', false, 'The backend did not answer in time.'),
   UPSTREAM_PROTOCOL: def('PRM_UPSTREAM_PROTOCOL', 502, 'upstream', false, 'The backend sent an invalid response.'),
+  UPGRADE_NOT_SUPPORTED: def('PRM_UPGRADE_NOT_SUPPORTED', 501, 'config', false, "This site's backends are spoken to over HTTP/2 (h2c), which cannot carry a protocol upgrade such as a websocket."),
   // Ours.
   INTERNAL: def('PRM_INTERNAL', 500, 'internal', false, 'perimeter hit an internal error.'),
   SHUTTING_DOWN: def('PRM_SHUTTING_DOWN', 503, 'internal', false, 'perimeter is shutting down.'),

@@ -34,6 +34,10 @@ import type { PoolDescription } from '../upstream/pool.js';
 import { backendKey, type Backend } from '../upstream/backend.js';
 import type { AdminSource, ReloadOutcome, ReloadTrigger } from '../admin/types.js';
 import { OcspStapler } from '../tls/ocsp.js';
+import { AllowlistTables } from '../allowlist/tables.js';
+import { AllowlistHost } from '../allowlist/host.js';
+import type { OpenStoreOptions } from '../allowlist/service.js';
+import { TcpProxy, type TcpListener } from '../tcp/proxy.js';
 
 /**
  * standalone: one process does everything (workers: 0, and tests).
@@ -68,6 +72,8 @@ export interface RuntimeOptions {
   readonly adminSource?: () => AdminSource;
   /** How the admin API's reload reaches the config loader (run command / control). */
   readonly reload?: (trigger: ReloadTrigger) => Promise<ReloadOutcome>;
+  /** Allowlist store options for tests (PostgreSQL schema, poll interval). */
+  readonly allowlistStore?: Omit<OpenStoreOptions, 'tables' | 'hooks'>;
 }
 
 interface ServiceState {
@@ -86,6 +92,16 @@ interface Listener {
   readonly server: net.Server;
   readonly state: ListenerState;
   cluster: string;
+  /**
+   * https only: accepted sockets whose TLS handshake has not completed, with
+   * the time they were accepted. Node's handshakeTimeout never fires for a
+   * client that sent its ClientHello and then FIN (the half-open-tolerant
+   * socket sits in CLOSE-WAIT for ever), so a sweep destroys those older
+   * than the request-header timeout, and a drain destroys all of them at
+   * once (they serve nothing yet).
+   */
+  readonly handshaking?: Map<net.Socket, number>;
+  readonly handshakeSweep?: NodeJS.Timeout;
 }
 
 export interface BoundListener {
@@ -145,6 +161,12 @@ export class Runtime {
   private readonly tlsServers = new Set<tls.Server>();
   private ocspStapler: OcspStapler | undefined;
   private readonly onRecord: (rec: RequestRecord) => void;
+  /** This process's compiled allowlists (src/allowlist/tables.ts); an unknown list admits nobody. */
+  readonly allowlists = new AllowlistTables();
+  /** The allowlist store (control/standalone), allowlist metrics and worker updates (src/allowlist/host.ts). */
+  readonly allowlistHost: AllowlistHost;
+  /** The inbound TCP proxy's listeners and sessions (src/tcp/); none in the control role. */
+  readonly tcp: TcpProxy;
 
   constructor(opts: RuntimeOptions) {
     this.opts = opts;
@@ -159,6 +181,17 @@ export class Runtime {
       // Reported once, by the process that reads configuration and runs ACME.
       certificates: () => (this.role === 'worker' ? [] : this.certificatePosture()),
     }));
+    this.allowlistHost = new AllowlistHost({ tables: this.allowlists, role: this.role, registry: metrics.registry, log, storeOptions: opts.allowlistStore });
+    this.tcp = new TcpProxy({
+      log,
+      registry: metrics.registry,
+      allowlist: (name) => this.allowlists.get(name),
+      service: (name) => {
+        const st = this.services.get(name);
+        return st ? { pool: st.pool, spec: st.spec } : undefined;
+      },
+      onSessionLine: (line) => this.accessLog?.writeLine(line),
+    });
     const sink = opts.onRecord;
     this.onRecord = (rec) => {
       metrics.onRecord(rec);
@@ -213,6 +246,10 @@ export class Runtime {
     const newStores = new Map<string, CertStore>();
     let newGeo: GeoLookup | undefined;
     let geoChanged = false;
+    // TCP proxy listeners: data-plane processes only (the control process's workers accept).
+    const tcpSpecs: Snapshot['tcp'] = this.role !== 'control' ? snapshot.tcp : new Map();
+    let tcpAdded: TcpListener[] = [];
+    let allowlistsPrepared: Awaited<ReturnType<AllowlistHost['prepare']>> | undefined;
     const adminChanged = this.role !== 'worker' && !sameAddress(this.admin?.address, snapshot.admin?.listen);
     try {
       // Certificates first: a certificate that cannot be used refuses the config.
@@ -227,6 +264,9 @@ export class Runtime {
         if (this.listeners.has(key)) continue;
         added.push(await this.bind(key, w.cluster, w.proto, w.addr, generation, newStores.get(w.cluster.name)));
       }
+      tcpAdded = await this.tcp.prepare(tcpSpecs);
+      // The allowlist store (opened when tcp or admin listeners need it; a SQLite file that cannot be opened refuses the config).
+      if (this.role !== 'worker') allowlistsPrepared = await this.allowlistHost.prepare(snapshot);
       if (adminChanged && snapshot.admin) {
         if (this.admin) await this.admin.close(); // same port may be reused by the new address
         this.admin = undefined;
@@ -253,6 +293,8 @@ export class Runtime {
         this.heldFlush.get(l.key)?.(false);
         this.heldFlush.delete(l.key);
       }
+      this.tcp.abort(tcpAdded);
+      await allowlistsPrepared?.abort();
       if (newAdmin) await newAdmin.close();
       newGeo?.close();
       this.metrics.reloads.inc({ result: 'refused' });
@@ -341,6 +383,8 @@ export class Runtime {
         flush(true);
       }
     }
+    allowlistsPrepared?.commit();
+    this.tcp.commit(tcpSpecs, tcpAdded);
     if (geoChanged) {
       const old = this.geo;
       this.geo = newGeo;
@@ -379,7 +423,7 @@ export class Runtime {
   private compileRoutes(snapshot: Snapshot, cluster: ClusterSpec, proto: Proto, generation: number, httpsPort?: number): ListenerRoutes {
     return compileListenerRoutes(snapshot, cluster, generation, (name) => {
       const st = this.services.get(name);
-      return st ? { pool: st.pool, budget: st.budget, retries: st.spec.retries } : undefined;
+      return st ? { pool: st.pool, budget: st.budget, retries: st.spec.retries, protocol: st.spec.protocol } : undefined;
     }, proto, httpsPort, { geo: this.nextGeo, acmeChallenge: this.acmeChallenge });
   }
 
@@ -426,7 +470,15 @@ export class Runtime {
       }
     });
     let server: net.Server;
+    const handshaking = new Map<net.Socket, number>();
+    let handshakeSweep: NodeJS.Timeout | undefined;
     if (proto === 'https') {
+      const limitMs = cluster.timeouts.requestHeaderMs;
+      handshakeSweep = setInterval(() => {
+        const now = Date.now();
+        for (const [raw, at] of handshaking) if (now - at > limitMs) raw.destroy();
+      }, Math.min(1000, limitMs));
+      handshakeSweep.unref();
       const h2 = createH2Front(state);
       const tlsServer = tls.createServer(
         {
@@ -439,7 +491,13 @@ export class Runtime {
           handshakeTimeout: cluster.timeouts.requestHeaderMs,
           sessionTimeout: 300,
         },
-        (socket) => (socket.alpnProtocol === 'h2' ? h2.handle(socket) : handleConnection(state, socket)),
+        (socket) => {
+          // _parent: the raw socket tls.Server wrapped (Node internals, stable since v0.x); without it nothing is pruned early.
+          const raw = (socket as unknown as { _parent?: unknown })._parent;
+          if (raw instanceof net.Socket) handshaking.delete(raw);
+          if (socket.alpnProtocol === 'h2') h2.handle(socket);
+          else handleConnection(state, socket);
+        },
       );
       this.rotateTickets(tlsServer);
       // OCSP stapling from a background-refreshed cache; never waits (docs/tls.md).
@@ -452,6 +510,8 @@ export class Runtime {
       // certificate; everything else goes to the TLS server untouched.
       server = net.createServer({ allowHalfOpen: true, noDelay: true }, gate((raw) => {
         raw.on('error', () => raw.destroy());
+        handshaking.set(raw, Date.now());
+        raw.once('close', () => handshaking.delete(raw));
         peekClientHello(raw, cluster.timeouts.requestHeaderMs, (hello, head) => {
           if (raw.destroyed) return;
           if (head.length > 0) raw.unshift(head);
@@ -466,6 +526,7 @@ export class Runtime {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
         this.heldFlush.delete(key);
+        clearInterval(handshakeSweep);
         reject(new Error(`cluster '${cluster.name}' cannot listen on ${addr.host || '*'}:${addr.port}: ${err.message}`));
       };
       server.once('error', onError);
@@ -475,7 +536,7 @@ export class Runtime {
         const a = server.address() as net.AddressInfo;
         (state as { name: string }).name = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
         this.log.info({ event: { action: 'listen' }, cluster: cluster.name, address: state.name, protocol: proto }, `cluster ${cluster.name} listening on ${proto}://${state.name}`);
-        resolve({ key, proto, server, state, cluster: cluster.name });
+        resolve({ key, proto, server, state, cluster: cluster.name, ...(handshakeSweep ? { handshaking, handshakeSweep } : {}) });
       });
     });
   }
@@ -483,6 +544,8 @@ export class Runtime {
   private closeListener(l: Listener, graceMs: number): Promise<void> {
     l.state.draining = true;
     const closed = new Promise<void>((resolve) => l.server.close(() => resolve()));
+    clearInterval(l.handshakeSweep);
+    for (const raw of l.handshaking?.keys() ?? []) raw.destroy();
     for (const c of l.state.clients) c.drain();
     if (graceMs > 0) {
       setTimeout(() => {
@@ -545,6 +608,8 @@ export class Runtime {
       }),
       snapshot: () => this.snapshot,
       pools: async () => this.describePools(),
+      tcp: async () => this.tcp.describe(),
+      allowlists: () => this.allowlistHost.service,
       geoInfo: () => (this.geo ? { enabled: true, ...this.geo.info() } : { enabled: false }),
       reload: async (trigger) => {
         if (!this.opts.reload) {
@@ -689,10 +754,12 @@ export class Runtime {
     const ls = [...this.listeners.values()];
     this.listeners.clear();
     const all = Promise.all(ls.map((l) => this.closeListener(l, deadlineMs)));
+    const tcpClosed = this.tcp.close(deadlineMs);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((r) => (timer = setTimeout(r, deadlineMs + 100)))]);
     clearTimeout(timer);
     for (const l of ls) for (const c of l.state.clients) c.close();
+    await tcpClosed;
     for (const st of this.services.values()) {
       st.unwatch();
       st.pool.close();
@@ -704,6 +771,7 @@ export class Runtime {
     if (this.accessLog) await this.accessLog.close();
     clearTimeout(this.ticketTimer);
     this.geo?.close();
+    await this.allowlistHost.close();
     if (this.acme) await this.acme.close();
     for (const st of this.certStores.values()) st.close();
     this.ocspStapler?.close();

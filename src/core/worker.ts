@@ -53,6 +53,9 @@ export async function runWorker(): Promise<void> {
       case 'describe':
         send({ t: 'described', id: m.id, pools: runtime.describePools() });
         return;
+      case 'tcp-describe':
+        send({ t: 'tcp-described', id: m.id, listeners: runtime.tcp.describe() });
+        return;
       case 'reopen':
         runtime.reopenLogs();
         return;
@@ -61,6 +64,9 @@ export async function runWorker(): Promise<void> {
         return;
       case 'drain':
         drain(m.deadlineMs, 'asked by the control process');
+        return;
+      case 'allowlist':
+        runtime.allowlistHost.receive(m);
         return;
     }
   };

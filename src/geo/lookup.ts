@@ -15,6 +15,9 @@ import { builtinAsnDb, ensureBuiltinAsnDb } from './builtin.js';
 
 export type { GeoSpec };
 
+/** Addresses whose header lines headers() keeps (cleared whole when full: cheap, and a scan of many addresses only costs lookups). */
+const HEADER_CACHE_SIZE = 8192;
+
 /** What headers() sends when the database has no answer: never a real country or AS. */
 export const UNKNOWN_COUNTRY = 'XX'; // ISO 3166 user-assigned code; Cloudflare uses the same
 export const UNKNOWN_ASN = 0; // AS0 is reserved (RFC 7607) and never originates routes
@@ -280,12 +283,32 @@ export class GeoLookup {
     return out;
   }
 
-  /** fields() as HTTP/1.1 header lines: "X-Geo-Country: SE\r\nX-Geo-ASN: 1653\r\n". */
+  /**
+   * fields() as HTTP/1.1 header lines: "X-Geo-Country: SE\r\nX-Geo-ASN: 1653\r\n".
+   * On the request path for every request: the lines are cached per address
+   * (keep-alive clients repeat theirs), bounded, and dropped when a database
+   * is reloaded.
+   */
   headers(ip: string): string {
-    let s = '';
+    const country = this.country?.reader;
+    const asn = this.asn?.reader;
+    if (country !== this.cachedCountry || asn !== this.cachedAsn) {
+      this.lines.clear();
+      this.cachedCountry = country;
+      this.cachedAsn = asn;
+    }
+    let s = this.lines.get(ip);
+    if (s !== undefined) return s;
+    s = '';
     for (const [name, value] of this.fields(ip)) s += `${name}: ${value}\r\n`;
+    if (this.lines.size >= HEADER_CACHE_SIZE) this.lines.clear();
+    this.lines.set(ip, s);
     return s;
   }
+
+  private readonly lines = new Map<string, string>();
+  private cachedCountry: unknown;
+  private cachedAsn: unknown;
 
   /** The databases in use and their build dates (admin API). */
   info(): GeoInfo {

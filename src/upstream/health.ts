@@ -17,6 +17,7 @@
  * host, is a failed check with a reason an operator can read.
  */
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { HealthSpec } from '../config/types.js';
 import type { Backend } from './backend.js';
@@ -43,7 +44,7 @@ export function statusExpected(status: number, ranges: HealthSpec['expectStatus'
 export function probe(target: ProbeTarget, spec: HealthSpec, signal?: AbortSignal): Promise<CheckResult> {
   switch (spec.kind) {
     case 'http':
-      return httpProbe(target, spec, signal);
+      return spec.h2c ? h2cProbe(target, spec, signal) : httpProbe(target, spec, signal);
     case 'tcp':
       return tcpProbe(target, spec.timeoutMs, signal);
     default:
@@ -111,6 +112,47 @@ export function httpProbe(target: ProbeTarget, spec: HealthSpec, signal?: AbortS
       finish(false, code === 'ECONNRESET' ? 'connection closed before response' : `error ${code}`);
     });
     req.end();
+  });
+}
+
+/**
+ * The HTTP check of an h2c service: GET spec.path as HTTP/2 with prior
+ * knowledge on a fresh session, closed after the response head.
+ */
+export function h2cProbe(target: ProbeTarget, spec: HealthSpec, signal?: AbortSignal): Promise<CheckResult> {
+  return new Promise<CheckResult>((resolve) => {
+    let done = false;
+    let connected = false;
+    let session: http2.ClientHttp2Session | undefined;
+    const finish = (ok: boolean, reason: string): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      session?.destroy();
+      resolve({ ok, reason });
+    };
+    const onAbort = (): void => finish(false, 'check cancelled');
+    const timer = setTimeout(() => finish(false, `timeout after ${spec.timeoutMs} ms`), spec.timeoutMs);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+      session = http2.connect(`http://${host}:${target.port}`, { settings: { enablePush: false } });
+      session.on('connect', () => (connected = true));
+      session.on('error', (err) => finish(false, connected ? `h2c error ${errCode(err)}` : `connect ${errCode(err)}`));
+      session.on('close', () => finish(false, connected ? 'h2c session closed before response' : 'connect closed'));
+      const req = session.request({ ':method': 'GET', ':path': spec.path, ':authority': spec.host || target.key, 'user-agent': 'perimeter-health', accept: '*/*' });
+      req.on('error', (err) => finish(false, `h2c stream ${errCode(err)}`));
+      req.on('response', (headers) => {
+        const status = Number(headers[':status'] ?? 0);
+        finish(statusExpected(status, spec.expectStatus), `HTTP/2 ${status} from ${spec.path}`);
+      });
+      req.on('close', () => finish(false, `h2c stream closed before response (code ${req.rstCode ?? '?'})`));
+      req.end();
+    } catch (err) {
+      finish(false, `check not sent: ${errCode(err)}`);
+    }
   });
 }
 
@@ -185,6 +227,7 @@ export function sameHealthSpec(a: HealthSpec, b: HealthSpec): boolean {
     a.rise !== b.rise ||
     a.fall !== b.fall ||
     a.host !== b.host ||
+    a.h2c !== b.h2c ||
     a.expectStatus.length !== b.expectStatus.length
   ) {
     return false;

@@ -8,7 +8,9 @@
  * answer is turned back into HTTP/2 frames. So routing, limits, header
  * policy, retries, error codes and the request record are one code path for
  * both versions; the price is one serialize + strict re-parse per stream.
- * Upstreams stay HTTP/1.1.
+ * Backends are spoken to in HTTP/1.1, or h2c for services configured so
+ * (./h2-upstream.ts); either way the answer reaches this file as HTTP/1.1,
+ * trailers included (chunked trailer section → HTTP/2 trailing HEADERS).
  */
 import http2 from 'node:http2';
 import { EventEmitter } from 'node:events';
@@ -360,6 +362,14 @@ class StreamSocket extends EventEmitter {
       this.chunks.onData = (b, s, e) => {
         if (!this.stream.write(b.subarray(s, e))) this.blocked = true;
       };
+      // A chunked response may end with trailers (gRPC's grpc-status): they
+      // leave as a trailing HEADERS frame (or an empty END_STREAM DATA frame
+      // when there are none).
+      const trailers: http2.OutgoingHttpHeaders = {};
+      this.chunks.onTrailer = (line) => addTrailer(trailers, line);
+      this.stream.once('wantTrailers', () => this.safely(() => this.stream.sendTrailers(trailers)));
+      this.safely(() => this.stream.respond(headers, { waitForTrailers: true }));
+      return;
     } else {
       this.remaining = resp.bodyLength; // -1: until end()
     }
@@ -435,6 +445,23 @@ class StreamSocket extends EventEmitter {
       setImmediate(() => c.close());
     }
   }
+}
+
+/** Fields never sent as HTTP/2 trailers: framing, routing, connection-specific (RFC 9110 §6.5.1). */
+const NOT_TRAILERS = new Set([...CONNECTION_SPECIFIC, 'te', 'trailer', 'content-length', 'content-type', 'content-encoding', 'host', 'set-cookie']);
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** One trailer line of a chunked HTTP/1.1 body into an HTTP/2 trailer block; malformed or forbidden fields are dropped. */
+function addTrailer(out: http2.OutgoingHttpHeaders, line: string): void {
+  const colon = line.indexOf(':');
+  if (colon <= 0) return;
+  const name = line.slice(0, colon).toLowerCase();
+  if (!TOKEN.test(name) || NOT_TRAILERS.has(name)) return;
+  const value = line.slice(colon + 1).trim();
+  const prev = out[name];
+  if (prev === undefined) out[name] = value;
+  else if (Array.isArray(prev)) prev.push(value);
+  else out[name] = [String(prev), value];
 }
 
 /** HTTP/1.1 response head → HTTP/2 header block: lower-case, no connection-specific fields. */

@@ -366,6 +366,9 @@ export class ChunkedParser {
   private readonly err: ErrorDef;
   /** Receives decoded payload slices when set (for de-chunking). */
   onData: ((buf: Buffer, start: number, end: number) => void) | undefined;
+  /** Receives each trailer field line (without CRLF, latin1) when set (HTTP/2 trailers). */
+  onTrailer: ((line: string) => void) | undefined;
+  private trailerLine = '';
 
   constructor(err: ErrorDef) {
     this.err = err;
@@ -455,8 +458,18 @@ export class ChunkedParser {
         case ChunkState.TrailerLine: {
           const c = buf[i]!;
           if (++this.trailerBytes > MAX_TRAILER_BYTES) this.fail('trailer too large');
-          if (c === 0x0d) this.state = ChunkState.TrailerLF;
-          else if ((c < 0x20 && c !== 0x09) || c === 0x7f) this.fail('control character in trailer');
+          if (c === 0x0d) {
+            this.state = ChunkState.TrailerLF;
+            if (this.onTrailer) {
+              const line = this.trailerLine;
+              this.trailerLine = '';
+              this.onTrailer(line);
+            }
+          } else if ((c < 0x20 && c !== 0x09) || c === 0x7f) {
+            this.fail('control character in trailer');
+          } else if (this.onTrailer) {
+            this.trailerLine += String.fromCharCode(c);
+          }
           i++;
           break;
         }

@@ -34,7 +34,8 @@ import {
 import { errorResponse, wantsJson } from './respond.js';
 import { findRoute } from './routes.js';
 import { clientAddressForGeo, type GeoLookup } from '../geo/lookup.js';
-import type { ConnPools, UpstreamConn, UpstreamOwner } from './upstream-conn.js';
+import type { ConnPools, UpstreamError, UpstreamLink, UpstreamOwner } from './upstream-conn.js';
+import type { UpstreamProtocol } from '../config/types.js';
 
 /** What the proxy needs of a service's pool (src/upstream/pool.ts). */
 export interface PoolLike {
@@ -59,6 +60,8 @@ export interface SiteRoute {
   readonly budget: RetryBudget;
   readonly retries: RetrySpec;
   readonly timeouts: TimeoutSpec;
+  /** How the service's backends are spoken to (absent: HTTP/1.1). */
+  readonly protocol?: UpstreamProtocol;
 }
 
 export interface ListenerRoutes {
@@ -441,7 +444,7 @@ export class Exchange implements UpstreamOwner, Expirable {
   private bodyBytes = 0;
 
   // Upstream attempt.
-  private conn: UpstreamConn | null = null;
+  private conn: UpstreamLink | null = null;
   private backend: Backend | null = null;
   private tried: Set<Backend> | null = null;
   private attemptStart = 0;
@@ -511,9 +514,13 @@ export class Exchange implements UpstreamOwner, Expirable {
       this.fail(Errors.UNKNOWN_SITE, `no site for host '${head.host}' on listener ${this.client.listener.name}`, !this.requestBodyDone);
       return;
     }
-    this.route = route;
     this.rec.site = route.site.host;
     this.rec.service = route.site.service;
+    if (head.upgrade && route.protocol === 'h2c') {
+      this.fail(Errors.UPGRADE_NOT_SUPPORTED, `upgrade to '${head.upgrade}' requested; service ${route.site.service} is spoken to over h2c`, !this.requestBodyDone);
+      return;
+    }
+    this.route = route;
     route.budget.active++;
 
     // Body bytes that came with the head: validate them before any backend
@@ -671,8 +678,11 @@ export class Exchange implements UpstreamOwner, Expirable {
     if (pick.panic) this.rec.panic = true;
     this.rec.attempts++;
     this.rec.backend = backend.key;
-    const cp = this.client.listener.connPools.get(backend.key, backend.host, backend.port, route.timeouts.upstreamIdleMs);
-    const conn = cp.take(this);
+    const pools = this.client.listener.connPools;
+    const conn =
+      route.protocol === 'h2c'
+        ? pools.h2(backend.key, backend.host, backend.port, route.timeouts.upstreamIdleMs).take(this)
+        : pools.get(backend.key, backend.host, backend.port, route.timeouts.upstreamIdleMs).take(this);
     this.conn = conn;
     this.attemptStart = performance.now();
     this.respState = RespState.Head;
@@ -706,14 +716,14 @@ export class Exchange implements UpstreamOwner, Expirable {
     }
   }
 
-  onUpstreamConnect(conn: UpstreamConn): void {
+  onUpstreamConnect(conn: UpstreamLink): void {
     if (conn !== this.conn) return;
     this.deadlineKind = 'response';
     this.deadline = coarseNow() + this.route!.timeouts.responseMs;
     this.sendHead();
   }
 
-  onUpstreamDrain(conn: UpstreamConn): void {
+  onUpstreamDrain(conn: UpstreamLink): void {
     if (conn !== this.conn) return;
     const cs = this.client.socket;
     if (cs.isPaused() && !this.requestBodyDone) cs.resume();
@@ -735,16 +745,20 @@ export class Exchange implements UpstreamOwner, Expirable {
     }
   }
 
-  onUpstreamError(conn: UpstreamConn, err: Error & { code?: string }): void {
+  onUpstreamError(conn: UpstreamLink, err: UpstreamError): void {
     if (conn !== this.conn || this.finished) return;
-    if (!conn.connected) {
+    if (err.unprocessed && this.upstreamBytes === 0 && !this.bodySent) {
+      // h2c: the backend refused the stream or announced it will not process
+      // it (GOAWAY): it never saw the request, whatever the method.
+      this.upstreamFailed('cancelled', Errors.UPSTREAM_RESET, `upstream ${err.code ?? err.message}`, true, true);
+    } else if (!conn.connected) {
       this.upstreamFailed('connect-error', Errors.UPSTREAM_CONNECT, `connect ${err.code ?? err.message}`, err.code === 'ECONNREFUSED');
     } else {
       this.onUpstreamLost(`upstream ${err.code ?? err.message}`);
     }
   }
 
-  onUpstreamEnd(conn: UpstreamConn): void {
+  onUpstreamEnd(conn: UpstreamLink): void {
     if (conn !== this.conn || this.finished) return;
     if (!conn.connected) {
       this.upstreamFailed('connect-error', Errors.UPSTREAM_CONNECT, 'connection closed while connecting');
@@ -789,9 +803,9 @@ export class Exchange implements UpstreamOwner, Expirable {
    * failure), or it is idempotent, no body byte was sent and no response
    * byte arrived; and the retry budget allows it.
    */
-  private upstreamFailed(outcome: Outcome, def: ErrorDef, reason: string, refused = false): void {
+  private upstreamFailed(outcome: Outcome, def: ErrorDef, reason: string, refused = false, unprocessed = false): void {
     const route = this.route!;
-    const neverReached = outcome === 'connect-error';
+    const neverReached = outcome === 'connect-error' || unprocessed;
     const reusedConn = this.conn !== null && this.conn.reuses > 0;
     const failed = this.backend;
     this.releaseBackend(outcome);
@@ -838,7 +852,7 @@ export class Exchange implements UpstreamOwner, Expirable {
 
   // ---- response ----
 
-  onUpstreamData(conn: UpstreamConn, chunk: Buffer): void {
+  onUpstreamData(conn: UpstreamLink, chunk: Buffer): void {
     if (conn !== this.conn || this.finished) {
       conn.destroy();
       return;
@@ -1061,7 +1075,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     this.deadline = 0;
     sweeper.delete(this);
     if (conn) {
-      if (this.upstreamReusable && !conn.closed) conn.pool.release(conn);
+      if (this.upstreamReusable && !conn.closed) conn.release();
       else conn.destroy();
     }
     this.finish(this.keepClient);
@@ -1099,7 +1113,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     }
   }
 
-  onUpstreamFault(conn: UpstreamConn, err: unknown): void {
+  onUpstreamFault(conn: UpstreamLink, err: unknown): void {
     if (conn !== this.conn) return;
     this.client.listener.hooks.onInternalError?.(err);
     this.crash(err);

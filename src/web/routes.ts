@@ -3,7 +3,7 @@
  * `perimeter explain` uses the same compile and lookup functions as the
  * proxy, so its answer cannot drift from what the proxy does.
  */
-import type { ClusterSpec, RetrySpec, Snapshot, TlsSpec } from '../config/types.js';
+import type { ClusterSpec, RetrySpec, Snapshot, TlsSpec, UpstreamProtocol } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
 import type { GeoLookup } from '../geo/lookup.js';
 import type { ListenerRoutes, PoolLike, RetryBudget, SiteRoute } from './proxy.js';
@@ -12,6 +12,8 @@ export interface ServiceRuntime {
   readonly pool: PoolLike;
   readonly budget: RetryBudget;
   readonly retries: RetrySpec;
+  /** Protocol towards the service's backends (absent: HTTP/1.1). */
+  readonly protocol?: UpstreamProtocol;
 }
 
 export function compileListenerRoutes(
@@ -30,7 +32,7 @@ export function compileListenerRoutes(
     if (site.cluster !== cluster.name) continue;
     const st = service(site.service);
     if (!st) throw new Error(`internal: service ${site.service} of site ${site.host} has no pool`);
-    const route: SiteRoute = { site, pool: st.pool, budget: st.budget, retries: st.retries, timeouts: site.timeouts };
+    const route: SiteRoute = { site, pool: st.pool, budget: st.budget, retries: st.retries, timeouts: site.timeouts, protocol: st.protocol ?? 'http1' };
     if (site.host.startsWith('*.')) wildcard.set(site.host.slice(2), route);
     else exact.set(site.host, route);
   }

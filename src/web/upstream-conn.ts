@@ -8,18 +8,50 @@
  */
 import net from 'node:net';
 import { coarseNow, sweeper, type Expirable } from '../core/clock.js';
+import { H2BackendPool } from './h2-upstream.js';
 
-export interface UpstreamOwner {
-  onUpstreamConnect(conn: UpstreamConn): void;
-  onUpstreamData(conn: UpstreamConn, chunk: Buffer): void;
-  onUpstreamEnd(conn: UpstreamConn): void;
-  onUpstreamError(conn: UpstreamConn, err: Error & { code?: string }): void;
-  onUpstreamDrain(conn: UpstreamConn): void;
-  /** An exception escaped one of the handlers above (a bug). */
-  onUpstreamFault(conn: UpstreamConn, err: unknown): void;
+/** The byte side of an upstream link: a TCP socket, or an HTTP/2 stream dressed as one (./h2-upstream.ts). */
+export interface UpstreamSocketLike {
+  write(chunk: Buffer): boolean;
+  cork(): void;
+  uncork(): void;
+  pause(): unknown;
+  resume(): unknown;
+  isPaused(): boolean;
+  end(): unknown;
 }
 
-export class UpstreamConn implements Expirable {
+/**
+ * What an exchange uses to reach a backend: an HTTP/1.1 connection
+ * (UpstreamConn) or one stream of a pooled h2c session (H2UpstreamStream),
+ * which takes the same HTTP/1.1 bytes and gives an HTTP/1.1 response back.
+ */
+export interface UpstreamLink {
+  readonly socket: UpstreamSocketLike;
+  readonly connected: boolean;
+  /** Earlier requests on this connection (h2c: on this session). */
+  readonly reuses: number;
+  readonly closed: boolean;
+  /** The exchange completed cleanly: keep the connection for reuse. */
+  release(): void;
+  /** Cannot be reused: close it (h2c: cancel the stream). */
+  destroy(): void;
+}
+
+/** An upstream error; `unprocessed`: the backend said it did not process the request (h2c REFUSED_STREAM, GOAWAY). */
+export type UpstreamError = Error & { code?: string; unprocessed?: boolean };
+
+export interface UpstreamOwner {
+  onUpstreamConnect(conn: UpstreamLink): void;
+  onUpstreamData(conn: UpstreamLink, chunk: Buffer): void;
+  onUpstreamEnd(conn: UpstreamLink): void;
+  onUpstreamError(conn: UpstreamLink, err: UpstreamError): void;
+  onUpstreamDrain(conn: UpstreamLink): void;
+  /** An exception escaped one of the handlers above (a bug). */
+  onUpstreamFault(conn: UpstreamLink, err: unknown): void;
+}
+
+export class UpstreamConn implements Expirable, UpstreamLink {
   readonly socket: net.Socket;
   readonly pool: BackendConnPool;
   owner: UpstreamOwner | null = null;
@@ -83,6 +115,10 @@ export class UpstreamConn implements Expirable {
   /** Idle expiry (from the sweeper). */
   expire(): void {
     this.destroy();
+  }
+
+  release(): void {
+    this.pool.release(this);
   }
 
   destroy(): void {
@@ -155,6 +191,19 @@ export class BackendConnPool {
 /** All backend connection pools, by backend key; survives reloads. */
 export class ConnPools {
   private readonly pools = new Map<string, BackendConnPool>();
+  /** h2c session pools (services with `protocol: h2c`), by backend key. */
+  private readonly h2pools = new Map<string, H2BackendPool>();
+
+  h2(key: string, host: string, port: number, idleTimeoutMs: number): H2BackendPool {
+    let p = this.h2pools.get(key);
+    if (!p) {
+      p = new H2BackendPool(host, port, idleTimeoutMs);
+      this.h2pools.set(key, p);
+    } else if (p.idleTimeoutMs !== idleTimeoutMs) {
+      p.idleTimeoutMs = idleTimeoutMs;
+    }
+    return p;
+  }
 
   get(key: string, host: string, port: number, idleTimeoutMs: number): BackendConnPool {
     let p = this.pools.get(key);
@@ -175,10 +224,18 @@ export class ConnPools {
         if (p.open <= 0) this.pools.delete(k);
       }
     }
+    for (const [k, p] of this.h2pools) {
+      if (!keys.has(k)) {
+        p.closeIdle();
+        if (p.open <= 0) this.h2pools.delete(k);
+      }
+    }
   }
 
   closeAll(): void {
     for (const p of this.pools.values()) p.closeIdle();
     this.pools.clear();
+    for (const p of this.h2pools.values()) p.closeAll();
+    this.h2pools.clear();
   }
 }

@@ -14,6 +14,12 @@ import {
   haproxyConf, median, nginxBackendConf, nginxProxyConf, pacedScript, parseStubStatus, parseVmRssKiB, parseWrk,
   parseWrkTime, perimeterPlatformYaml, perimeterSitesYaml, rotate, roundRatios, socketErrorTotal, summarize,
   summarizeProfile, SMALL_BODY, table, type CpuProfile,
+  parseH2load,
+  parseWrkSize,
+  nginxTlsConf,
+  haproxyTcpConf,
+  perimeterTlsPlatformYaml,
+  perimeterTcpPlatformYaml,
 } from '../../bench/harness.js';
 import { loadConfig } from '../../src/config/load.js';
 
@@ -186,5 +192,65 @@ test('idle-clients helper holds keep-alive connections after one answered reques
   } finally {
     for (const s of sockets) s.destroy();
     await new Promise<void>((r) => server.close(() => r()));
+  }
+});
+
+const H2LOAD_OUT = `starting benchmark...
+spawning thread #0: 10 total client(s). Timing-based test with 0s of warm-up time and 2s of main duration for measurements.
+Application protocol: h2
+
+finished in 2.00s, 24183.50 req/s, 1.42MB/s
+requests: 48367 total, 48467 started, 48367 done, 48360 succeeded, 4 failed, 2 errored, 1 timeout
+status codes: 48360 2xx, 0 3xx, 3 4xx, 1 5xx
+traffic: 2.83MB (2971580) total, 427.49KB (437752) headers (space savings 91.05%), 4.61MB (4836700) data
+                     min         max         mean         sd        +/- sd
+time for request:      512us     25.61ms      3.91ms      1.21ms    78.10%
+time for connect:     4.62ms      9.49ms      6.93ms      1.69ms    60.00%
+`;
+
+test('h2load output: req/s, errors, non-2xx, mean and max time; wrk Transfer/sec', () => {
+  const r = parseH2load(H2LOAD_OUT);
+  assert.equal(r.rps, 24183.5);
+  assert.equal(r.requests, 48367);
+  assert.equal(r.succeeded, 48360);
+  assert.equal(r.errors, 7);
+  assert.equal(r.non2xx, 4);
+  assert.equal(r.meanUs, 3910);
+  assert.equal(r.maxUs, 25610);
+  assert.throws(() => parseH2load('connect: Connection refused\n'), /no summary/);
+  assert.equal(parseWrk(WRK_OUT).bytesPerS, 4.88 * 1024 * 1024);
+  assert.equal(parseWrkSize('1.22GB'), 1.22 * 1024 ** 3);
+  assert.throws(() => parseWrkSize('12 parsecs'), /not a wrk size/);
+});
+
+test('TLS and TCP configurations: same certificate and groups; perimeter accepts its own', async () => {
+  const ng = nginxTlsConf('/tmp/x', 'nginx-tls', { port: 9400, backendPort: 9000, cert: '/tmp/x/c.pem', key: '/tmp/x/k.pem' });
+  assert.match(ng, /listen 127\.0\.0\.1:9400 ssl http2/);
+  assert.match(ng, /ssl_certificate \/tmp\/x\/c\.pem;/);
+  assert.match(ng, /ssl_ecdh_curve X25519:prime256v1:secp384r1;/);
+  const ha = haproxyTcpConf('/tmp/x', { port: 9500, backendPort: 9000 });
+  assert.match(ha, /mode tcp/);
+  assert.match(ha, /nbthread 1/);
+  assert.match(ha, /server b1 127\.0\.0\.1:9000/);
+  const dir = mkdtempSync(join(tmpdir(), 'bench-tls-config-'));
+  try {
+    mkdirSync(join(dir, 'sites'));
+    // A real certificate file: the loader reads it.
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,DNS:bench.test'], { stdio: 'ignore' });
+    writeFileSync(join(dir, 'perimeter.yaml'), perimeterTlsPlatformYaml({ httpsPort: 9600, backendPort: 9000, cert: join(dir, 'c.pem'), key: join(dir, 'k.pem') }));
+    writeFileSync(join(dir, 'sites', 'bench.yaml'), perimeterSitesYaml(0, ['localhost']));
+    const tls = await loadConfig(dir);
+    assert.ok(tls.ok, tls.ok ? '' : JSON.stringify(tls.issues));
+    assert.deepEqual([...tls.snapshot.sites.keys()].sort(), ['bench.test', 'localhost']);
+    assert.equal(tls.snapshot.clusters.get('web')?.listen.https?.port, 9600);
+    writeFileSync(join(dir, 'perimeter.yaml'), perimeterTcpPlatformYaml({ httpPort: 9700, tcpPort: 9701, adminPort: 9702, backendPort: 9000 }));
+    writeFileSync(join(dir, 'sites', 'bench.yaml'), perimeterSitesYaml(0));
+    const tcp = await loadConfig(dir);
+    assert.ok(tcp.ok, tcp.ok ? '' : JSON.stringify(tcp.issues));
+    assert.equal(tcp.snapshot.tcp.get('bench')?.allowlist, 'bench');
+    assert.equal(tcp.snapshot.tcp.get('bench')?.listen.port, 9701);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -178,6 +178,7 @@ test('a replaced database file is reloaded; a broken one keeps the previous data
     const g = geo;
     const shippedDate = g.info().country!.buildDate;
     assert.equal(g.lookup('130.237.28.40').country, 'SE');
+    assert.match(g.headers('130.237.28.40'), /^X-Geo-Country: SE\r\n/); // now cached
 
     // Replaced the safe way (write beside, rename over): a different database.
     await writeFile(`${file}.new`, mmdb('test-country', '2020-01-02T03:04:05Z', [['130.237.0.0', '130.237.255.255', { country_code: 'NO' }]]));
@@ -185,6 +186,7 @@ test('a replaced database file is reloaded; a broken one keeps the previous data
     await waitFor(() => g.info().country!.buildDate !== shippedDate, 5_000, 20);
     assert.equal(g.info().country!.buildDate, '2020-01-02T03:04:05.000Z');
     assert.equal(g.lookup('130.237.28.40').country, 'NO');
+    assert.match(g.headers('130.237.28.40'), /^X-Geo-Country: NO\r\n/, 'cached header lines are dropped on reload');
     assert.equal(g.lookup('8.8.8.8').country, '');
     assert.ok(log.records.some((r) => r.msg.includes('reloaded the country database')));
 

@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
+import net from 'node:net';
 import { startUpstream } from '../helpers/upstream.js';
-import { startPerimeter } from '../helpers/perimeter.js';
+import { startPerimeter, writeConfig } from '../helpers/perimeter.js';
+import { freePort, runPerimeter } from '../helpers/cli.js';
 import { makeCert } from '../helpers/certs.js';
 
 function tlsConfig(backendPort: number, certs: { cert: string; key: string }[], extra = ''): { perimeter: string; sites: Record<string, string> } {
@@ -29,6 +31,22 @@ access-log:
 `,
     sites: { 'team.yaml': 'a.example.com:\n  service: app\nb.example.com:\n  service: app\n"*.c.example.com":\n  service: app\n' },
   };
+}
+
+/** The first bytes a TLS client sends (its ClientHello), captured on a plain TCP listener. */
+async function captureClientHello(servername: string): Promise<Buffer> {
+  const server = net.createServer();
+  const got = new Promise<Buffer>((resolve) => server.once('connection', (s) => s.once('data', (d: Buffer) => {
+    resolve(d);
+    s.destroy();
+  })));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const c = tls.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', servername, rejectUnauthorized: false });
+  c.on('error', () => {});
+  const hello = await got;
+  c.destroy();
+  server.close();
+  return hello;
 }
 
 function handshake(port: number, servername: string | undefined, opts: tls.ConnectionOptions = {}): Promise<{ cert?: tls.PeerCertificate; error?: string; socket?: tls.TLSSocket }> {
@@ -208,4 +226,76 @@ test('a certificate replaced on disk is served to new connections; existing conn
   assert.equal(first.status, 200);
   assert.equal(again.status, 200);
   agent.destroy();
+});
+
+test('SIGTERM does not wait for clients stuck mid-handshake (half-sent ClientHello, FIN during the handshake)', { timeout: 60_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-drain-'));
+  const a = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  const port = await freePort();
+  const cfg = tlsConfig(up.port, [a]);
+  await writeConfig(dir, { perimeter: cfg.perimeter.replace('https: "127.0.0.1:0"', `https: "127.0.0.1:${port}"`).replace('http: "127.0.0.1:0", ', ''), sites: cfg.sites });
+  const p = runPerimeter(dir, ['--workers', '0', '--no-watch', '--drain-timeout', '30s']);
+  const stuck: net.Socket[] = [];
+  t.after(async () => {
+    p.kill('SIGKILL');
+    for (const s of stuck) s.destroy();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  await p.waitForLog((l) => l.event?.action === 'listen');
+  // A served request first: the listener works.
+  const ok = await httpsGet(port, 'a.example.com');
+  assert.equal(ok.status, 200);
+  const hello = await captureClientHello('a.example.com');
+  for (let i = 0; i < 4; i++) {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.on('error', () => {});
+    s.on('data', () => {});
+    await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+    // Half a ClientHello record and FIN (waits in the ClientHello peek), or
+    // a whole one and FIN (waits in the TLS handshake).
+    s.end(i % 2 === 0 ? hello.subarray(0, 20) : hello);
+    stuck.push(s);
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  const signalAt = Date.now();
+  p.kill('SIGTERM');
+  const exit = await p.exited;
+  t.diagnostic(`exit ${exit.code} after ${exit.at - signalAt} ms`);
+  assert.equal(exit.code, 0);
+  // Before the fix the drain waited for the 10 s ClientHello/handshake timeouts.
+  assert.ok(exit.at - signalAt < 5000, `exited ${exit.at - signalAt} ms after SIGTERM`);
+});
+
+test('a client that sends its ClientHello and then FIN is closed after the request-header timeout (no CLOSE-WAIT for ever)', { timeout: 30_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-stuck-'));
+  const a = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  const p = await startPerimeter(tlsConfig(up.port, [a], '    timeouts: { request-header: 1s }'));
+  const socks: net.Socket[] = [];
+  t.after(async () => {
+    for (const s of socks) s.destroy();
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  const hello = await captureClientHello('a.example.com');
+  const t0 = Date.now();
+  const closedAfter = await Promise.all(
+    [hello.subarray(0, 20), hello].map(
+      (bytes) =>
+        new Promise<number>((resolve) => {
+          const s = net.connect({ port, host: '127.0.0.1' }, () => s.end(bytes));
+          socks.push(s);
+          s.on('error', () => {});
+          s.on('data', () => {});
+          s.on('close', () => resolve(Date.now() - t0));
+          setTimeout(() => resolve(Number.POSITIVE_INFINITY), 8000).unref();
+        }),
+    ),
+  );
+  t.diagnostic(`closed after ${closedAfter.join(', ')} ms`);
+  for (const ms of closedAfter) assert.ok(ms < 4000, `server closed the stuck connection after ${ms} ms`);
 });
