@@ -319,7 +319,7 @@ discovery:
 export const TLS_CURVES = 'X25519:prime256v1:secp384r1';
 
 /** nginx as the TLS reference: HTTPS with HTTP/2 on one listener, proxy_pass with upstream keep-alive. */
-export function nginxTlsConf(dir: string, name: string, o: { port: number; backendPort: number; cert: string; key: string }): string {
+export function nginxTlsConf(dir: string, name: string, o: { port: number; backendPort: number; cert: string; key: string; resumption?: boolean }): string {
   return `# ${name} for bench/run.ts: TLS termination (HTTP/1.1 and HTTP/2) + proxy_pass with upstream keep-alive
 worker_processes 1;
 daemon off;
@@ -348,7 +348,7 @@ http {
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ecdh_curve ${TLS_CURVES};
     ssl_prefer_server_ciphers on;
-    ssl_session_cache shared:bench:10m;
+    ${o.resumption === false ? 'ssl_session_tickets off;\n    ssl_session_cache off;' : 'ssl_session_cache shared:bench:10m;'}
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -363,7 +363,7 @@ http {
 }
 
 /** perimeter with an HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) for the TLS scenarios; sites bench.test and localhost (h2load's :authority). */
-export function perimeterTlsPlatformYaml(o: { httpsPort: number; backendPort: number; cert: string; key: string }): string {
+export function perimeterTlsPlatformYaml(o: { httpsPort: number; backendPort: number; cert: string; key: string; resumption?: boolean }): string {
   return `# perimeter (TLS) for bench/run.ts
 clusters:
   web:
@@ -371,7 +371,7 @@ clusters:
     timeouts: { client-idle: 300s }
     tls:
       certificates:
-        - { cert: "${o.cert}", key: "${o.key}" }
+        - { cert: "${o.cert}", key: "${o.key}" }${o.resumption === false ? '\n      session-tickets: false' : ''}
 access-log:
   path: "off"
 defaults:

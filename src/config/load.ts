@@ -778,6 +778,7 @@ function compilePlatform(dir: string, f: SourceFile, p: PlatformWire, out: Issue
         hstsIncludeSubdomains: t.hsts?.['include-subdomains'] ?? true,
         hstsPreload: t.hsts?.preload ?? false,
         minVersion: t['min-version'] ?? 'TLSv1.2',
+        sessionTickets: t['session-tickets'] ?? true,
         redirect: t.redirect ?? true,
       };
     }

@@ -259,6 +259,10 @@ const clusterTls = z
       })
       .optional(),
     'min-version': z.enum(['TLSv1.2', 'TLSv1.3']).optional().describe('Lowest TLS version (default TLSv1.2; older versions are not offered).'),
+    'session-tickets': z
+      .boolean()
+      .optional()
+      .describe('Session resumption by tickets whose keys rotate every 12 h, shared by the workers (default true). false: every connection is a full handshake (as nginx ssl_session_tickets off, HAProxy no-tls-tickets).'),
     redirect: z.boolean().optional().describe('Redirect the http listener to HTTPS (default true when the cluster has an https listener).'),
   })
   .describe("TLS settings of the cluster's https listener.");

@@ -128,6 +128,8 @@ export interface TlsSpec {
   readonly hstsIncludeSubdomains: boolean;
   readonly hstsPreload: boolean;
   readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** Session resumption by tickets (false: no resumption at all). */
+  readonly sessionTickets: boolean;
   /** The http listener answers known sites with a redirect to HTTPS. */
   readonly redirect: boolean;
 }

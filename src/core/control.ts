@@ -101,6 +101,13 @@ export class Control {
     this.snapshot = loaded.snapshot;
     this.generation = 1;
     if (this.opts.workers > 0) {
+      // Workers accept on the shared listening sockets themselves (the
+      // kernel wakes an idle one). Node's default on Linux, round-robin, has
+      // this process accept every connection and pass it over IPC: measured
+      // here, half the new-connection rate and the control process on the
+      // request path. NODE_CLUSTER_SCHED_POLICY=rr restores Node's default
+      // (docs/processes.md).
+      if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
       cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker-main.js', import.meta.url)), silent: false });
       cluster.on('message', (worker, m: unknown) => this.onWorkerMessage(worker, m));
       cluster.on('exit', (worker, code, signal) => this.onWorkerExit(worker, code, signal));

@@ -28,7 +28,7 @@ export const TLS12_CIPHERS = [
 export const ECDH_CURVES = 'X25519:prime256v1:secp384r1';
 
 /** Options every perimeter TLS context and server shares. */
-export function secureOptions(spec: Pick<TlsSpec, 'minVersion'>): tls.SecureContextOptions {
+export function secureOptions(spec: Pick<TlsSpec, 'minVersion'> & Partial<Pick<TlsSpec, 'sessionTickets'>>): tls.SecureContextOptions {
   return {
     minVersion: spec.minVersion,
     maxVersion: 'TLSv1.3',
@@ -36,7 +36,8 @@ export function secureOptions(spec: Pick<TlsSpec, 'minVersion'>): tls.SecureCont
     honorCipherOrder: true,
     ecdhCurve: ECDH_CURVES,
     // No renegotiation (a DoS lever and a source of attacks), no compression (CRIME).
-    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION | cryptoConstants.SSL_OP_NO_COMPRESSION,
+    // No tickets when turned off: Node then resumes nothing (no session-ID cache either).
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION | cryptoConstants.SSL_OP_NO_COMPRESSION | (spec.sessionTickets === false ? cryptoConstants.SSL_OP_NO_TICKET : 0),
   };
 }
 

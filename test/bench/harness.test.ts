@@ -228,6 +228,9 @@ test('TLS and TCP configurations: same certificate and groups; perimeter accepts
   assert.match(ng, /listen 127\.0\.0\.1:9400 ssl http2/);
   assert.match(ng, /ssl_certificate \/tmp\/x\/c\.pem;/);
   assert.match(ng, /ssl_ecdh_curve X25519:prime256v1:secp384r1;/);
+  assert.match(ng, /ssl_session_cache shared/);
+  const full = nginxTlsConf('/tmp/x', 'nginx-tls-full', { port: 9401, backendPort: 9000, cert: '/tmp/x/c.pem', key: '/tmp/x/k.pem', resumption: false });
+  assert.match(full, /ssl_session_tickets off;\s+ssl_session_cache off;/);
   const ha = haproxyTcpConf('/tmp/x', { port: 9500, backendPort: 9000 });
   assert.match(ha, /mode tcp/);
   assert.match(ha, /nbthread 1/);
@@ -244,6 +247,11 @@ test('TLS and TCP configurations: same certificate and groups; perimeter accepts
     assert.ok(tls.ok, tls.ok ? '' : JSON.stringify(tls.issues));
     assert.deepEqual([...tls.snapshot.sites.keys()].sort(), ['bench.test', 'localhost']);
     assert.equal(tls.snapshot.clusters.get('web')?.listen.https?.port, 9600);
+    assert.equal(tls.snapshot.clusters.get('web')?.tls?.sessionTickets, true);
+    writeFileSync(join(dir, 'perimeter.yaml'), perimeterTlsPlatformYaml({ httpsPort: 9600, backendPort: 9000, cert: join(dir, 'c.pem'), key: join(dir, 'k.pem'), resumption: false }));
+    const noTickets = await loadConfig(dir);
+    assert.ok(noTickets.ok, noTickets.ok ? '' : JSON.stringify(noTickets.issues));
+    assert.equal(noTickets.snapshot.clusters.get('web')?.tls?.sessionTickets, false);
     writeFileSync(join(dir, 'perimeter.yaml'), perimeterTcpPlatformYaml({ httpPort: 9700, tcpPort: 9701, adminPort: 9702, backendPort: 9000 }));
     writeFileSync(join(dir, 'sites', 'bench.yaml'), perimeterSitesYaml(0));
     const tcp = await loadConfig(dir);

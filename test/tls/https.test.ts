@@ -142,28 +142,47 @@ test('the certificate expiry metric reports each served certificate', async (t) 
   assert.match(text, /perimeter_certificate_expiry_days\{cluster="web",name="a.example.com",source="file"\} (19|20)/);
 });
 
-test('TLS sessions resume with tickets', async (t) => {
+/** A session ticket from one connection (read until the server's tickets arrived), then whether a second connection resumed with it. */
+async function resumes(port: number, maxVersion: tls.SecureVersion): Promise<boolean> {
+  const session = await new Promise<Buffer | undefined>((resolve, reject) => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'a.example.com', rejectUnauthorized: false, maxVersion });
+    let got: Buffer | undefined;
+    s.on('session', (sess: Buffer) => {
+      got = sess;
+      // TLS 1.2: the ticket is part of the handshake.
+      if (maxVersion === 'TLSv1.2') s.destroy();
+    });
+    // TLS 1.3 tickets come after the handshake: ask for a page and wait for the answer.
+    s.once('secureConnect', () => s.write('GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n'));
+    s.on('data', () => {});
+    s.on('close', () => resolve(got));
+    s.on('error', reject);
+  });
+  if (session === undefined) throw new Error(`no ${maxVersion} session ticket arrived`);
+  const again = await handshake(port, 'a.example.com', { session, maxVersion });
+  const reused = again.socket?.isSessionReused() ?? false;
+  again.socket?.destroy();
+  return reused;
+}
+
+test('TLS sessions resume with tickets (TLS 1.2 and 1.3); session-tickets: false turns resumption off', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
   const a = makeCert(dir, 'a', ['a.example.com']);
   const up = await startUpstream();
   const p = await startPerimeter(tlsConfig(up.port, [a]));
+  const off = await startPerimeter(tlsConfig(up.port, [a], '      session-tickets: false'));
   t.after(async () => {
     await p.close();
+    await off.close();
     await up.close();
     await rm(dir, { recursive: true, force: true });
   });
   const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
-  const session = await new Promise<Buffer>((resolve, reject) => {
-    const s = tls.connect({ port, host: '127.0.0.1', servername: 'a.example.com', rejectUnauthorized: false, maxVersion: 'TLSv1.2' });
-    s.once('session', (sess: Buffer) => {
-      resolve(sess);
-      s.destroy();
-    });
-    s.on('error', reject);
-  });
-  const again = await handshake(port, 'a.example.com', { session, maxVersion: 'TLSv1.2' });
-  assert.equal(again.socket?.isSessionReused(), true);
-  again.socket?.destroy();
+  const offPort = off.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  for (const v of ['TLSv1.2', 'TLSv1.3'] as const) {
+    assert.equal(await resumes(port, v), true, `${v} resumes by default`);
+    assert.equal(await resumes(offPort, v), false, `${v} does not resume with session-tickets: false`);
+  }
 });
 
 test('the http listener redirects sites to HTTPS (301 for GET, 308 otherwise)', async (t) => {
