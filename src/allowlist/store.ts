@@ -3,7 +3,7 @@
  * reads, a write transaction in which the service changes entries and
  * appends audit records, and change/health signals.
  */
-import type { AllowEntry, AuditAction, AuditRecord } from './types.js';
+import type { AllowEntry, AuditRecord } from './types.js';
 import { AllowlistInputError } from './types.js';
 
 /** Operations inside one write transaction (all of them commit together, or none). */
@@ -17,16 +17,8 @@ export interface StoreTx {
   audit(record: NewAuditRecord): Promise<AuditRecord>;
 }
 
-export interface NewAuditRecord {
-  readonly at: string;
-  readonly actor: string;
-  readonly action: AuditAction;
-  readonly list: string;
-  readonly entryId: string;
-  readonly before?: AllowEntry;
-  readonly after?: AllowEntry;
-  readonly reason: string;
-}
+/** An audit record before the store numbers it. */
+export type NewAuditRecord = Omit<AuditRecord, 'id'>;
 
 export interface HistoryFilter {
   readonly list?: string;

@@ -3,9 +3,7 @@
  * site with its cluster, service, owner, listeners, TLS and HSTS state and
  * the file:line that declared it, as an aligned table or JSON rows.
  */
-import { stat } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { formatIssue, loadConfig } from '../config/load.js';
+import { formatTable, loadListing, type Column } from './listing.js';
 import { siteInventory } from '../config/inventory.js';
 import type { SiteRow } from '../config/inventory.js';
 
@@ -22,7 +20,7 @@ Exit status: 0 listed, 1 the configuration is invalid (errors on stderr),
 2 usage error (no DIR, DIR missing).
 `;
 
-const COLUMNS: readonly { title: string; value: (r: SiteRow) => string }[] = [
+const COLUMNS: readonly Column<SiteRow>[] = [
   { title: 'HOST', value: (r) => r.host },
   { title: 'CLUSTER', value: (r) => r.cluster },
   { title: 'SERVICE', value: (r) => r.service },
@@ -44,35 +42,14 @@ const COLUMNS: readonly { title: string; value: (r: SiteRow) => string }[] = [
 
 /** Plain-text table, columns padded to their widest cell, no trailing spaces. */
 export function formatSiteTable(rows: readonly SiteRow[]): string {
-  const cells = [COLUMNS.map((c) => c.title), ...rows.map((r) => COLUMNS.map((c) => c.value(r)))];
-  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((line) => line[i]!.length)));
-  return cells.map((line) => line.map((cell, i) => (i === line.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+  return formatTable(COLUMNS, rows);
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' } } });
-  } catch (e) {
-    process.stderr.write(`perimeter sites: ${(e as Error).message}\n\n${help}`);
-    return 2;
-  }
-  if (parsed.positionals.length !== 1) {
-    process.stderr.write(`perimeter sites: expected one configuration directory\n\n${help}`);
-    return 2;
-  }
-  const dir = parsed.positionals[0]!;
-  if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
-    process.stderr.write(`perimeter sites: '${dir}' is not a directory\n`);
-    return 2;
-  }
-  const result = await loadConfig(dir);
-  if (!result.ok) {
-    for (const i of result.issues) process.stderr.write(formatIssue(i) + '\n');
-    process.stderr.write(`perimeter sites: the configuration in ${dir} is invalid; fix it first (perimeter validate ${dir})\n`);
-    return 1;
-  }
-  const rows = siteInventory(result.snapshot);
-  process.stdout.write(parsed.values.json ? JSON.stringify(rows, null, 2) + '\n' : formatSiteTable(rows));
+  const loaded = await loadListing('sites', argv, help);
+  if (typeof loaded === 'number') return loaded;
+  const { snapshot, json } = loaded;
+  const rows = siteInventory(snapshot);
+  process.stdout.write(json ? JSON.stringify(rows, null, 2) + '\n' : formatSiteTable(rows));
   return 0;
 }

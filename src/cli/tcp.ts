@@ -4,9 +4,7 @@
  * load balancers, limits, timeouts and the declaring file:line. Live
  * sessions and bytes are on the admin API (GET /api/tcp).
  */
-import { stat } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { formatIssue, loadConfig } from '../config/load.js';
+import { formatTable, loadListing, type Column } from './listing.js';
 import type { TcpListenerSpec } from '../config/types.js';
 
 export const help = `Usage: perimeter tcp [--json] DIR
@@ -69,7 +67,7 @@ function ms(n: number): string {
   return `${n}ms`;
 }
 
-const COLUMNS: readonly { title: string; value: (r: TcpRow) => string }[] = [
+const COLUMNS: readonly Column<TcpRow>[] = [
   { title: 'NAME', value: (r) => r.name },
   { title: 'LISTEN', value: (r) => r.listen },
   { title: 'SERVICE', value: (r) => r.service },
@@ -82,36 +80,15 @@ const COLUMNS: readonly { title: string; value: (r: TcpRow) => string }[] = [
 ];
 
 export function formatTcpTable(rows: readonly TcpRow[]): string {
-  const cells = [COLUMNS.map((c) => c.title), ...rows.map((r) => COLUMNS.map((c) => c.value(r)))];
-  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((line) => line[i]!.length)));
-  return cells.map((line) => line.map((cell, i) => (i === line.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+  return formatTable(COLUMNS, rows);
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' } } });
-  } catch (e) {
-    process.stderr.write(`perimeter tcp: ${(e as Error).message}\n\n${help}`);
-    return 2;
-  }
-  if (parsed.positionals.length !== 1) {
-    process.stderr.write(`perimeter tcp: expected one configuration directory\n\n${help}`);
-    return 2;
-  }
-  const dir = parsed.positionals[0]!;
-  if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
-    process.stderr.write(`perimeter tcp: '${dir}' is not a directory\n`);
-    return 2;
-  }
-  const result = await loadConfig(dir);
-  if (!result.ok) {
-    for (const i of result.issues) process.stderr.write(formatIssue(i) + '\n');
-    process.stderr.write(`perimeter tcp: the configuration in ${dir} is invalid; fix it first (perimeter validate ${dir})\n`);
-    return 1;
-  }
-  const rows = tcpInventory(result.snapshot.tcp.values());
-  if (parsed.values.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+  const loaded = await loadListing('tcp', argv, help);
+  if (typeof loaded === 'number') return loaded;
+  const { dir, snapshot, json } = loaded;
+  const rows = tcpInventory(snapshot.tcp.values());
+  if (json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
   else if (rows.length === 0) process.stdout.write(`no tcp listeners in ${dir}\n`);
   else process.stdout.write(formatTcpTable(rows));
   return 0;

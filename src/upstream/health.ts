@@ -61,28 +61,45 @@ function errCode(err: unknown): string {
   return String(err);
 }
 
+type Finish = (ok: boolean, reason: string) => void;
+
+/**
+ * One check's bookkeeping, shared by every probe: exactly one result, the
+ * timeout, cancellation by `signal`. `start` begins the probe, reports
+ * through `finish`, and returns what to tear down once there is a result.
+ */
+function timedCheck(timeoutMs: number, signal: AbortSignal | undefined, start: (finish: Finish) => (() => void) | undefined): Promise<CheckResult> {
+  return new Promise<CheckResult>((resolve) => {
+    let done = false;
+    // Set once `start` returns; finish() may run before (synchronously, from start).
+    const probe: { teardown?: () => void } = {};
+    const finish: Finish = (ok, reason) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      probe.teardown?.();
+      resolve({ ok, reason });
+    };
+    const onAbort = (): void => finish(false, 'check cancelled');
+    const timer = setTimeout(() => finish(false, `timeout after ${timeoutMs} ms`), timeoutMs);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    probe.teardown = start(finish);
+    // A probe that finished while starting is torn down now.
+    if (done) probe.teardown?.();
+  });
+}
+
 /**
  * GET spec.path with `Connection: close` on a fresh connection (agent:false,
  * so a check measures what a new proxied connection would see). The timeout
  * covers connect and the response head; the body is never read.
  */
 export function httpProbe(target: ProbeTarget, spec: HealthSpec, signal?: AbortSignal): Promise<CheckResult> {
-  return new Promise<CheckResult>((resolve) => {
-    let done = false;
+  return timedCheck(spec.timeoutMs, signal, (finish) => {
     let connected = false;
-    let req: http.ClientRequest | undefined;
-    const finish = (ok: boolean, reason: string): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      req?.destroy();
-      resolve({ ok, reason });
-    };
-    const onAbort = (): void => finish(false, 'check cancelled');
-    const timer = setTimeout(() => finish(false, `timeout after ${spec.timeoutMs} ms`), spec.timeoutMs);
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
+    let req: http.ClientRequest;
     try {
       req = http.request({
         host: target.host,
@@ -98,7 +115,8 @@ export function httpProbe(target: ProbeTarget, spec: HealthSpec, signal?: AbortS
         },
       });
     } catch (err) {
-      return finish(false, `check not sent: ${errCode(err)}`);
+      finish(false, `check not sent: ${errCode(err)}`);
+      return undefined;
     }
     req.on('socket', (s) => s.once('connect', () => (connected = true)));
     req.on('response', (res) => {
@@ -112,6 +130,7 @@ export function httpProbe(target: ProbeTarget, spec: HealthSpec, signal?: AbortS
       finish(false, code === 'ECONNRESET' ? 'connection closed before response' : `error ${code}`);
     });
     req.end();
+    return () => req.destroy();
   });
 }
 
@@ -120,22 +139,9 @@ export function httpProbe(target: ProbeTarget, spec: HealthSpec, signal?: AbortS
  * knowledge on a fresh session, closed after the response head.
  */
 export function h2cProbe(target: ProbeTarget, spec: HealthSpec, signal?: AbortSignal): Promise<CheckResult> {
-  return new Promise<CheckResult>((resolve) => {
-    let done = false;
+  return timedCheck(spec.timeoutMs, signal, (finish) => {
     let connected = false;
     let session: http2.ClientHttp2Session | undefined;
-    const finish = (ok: boolean, reason: string): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      session?.destroy();
-      resolve({ ok, reason });
-    };
-    const onAbort = (): void => finish(false, 'check cancelled');
-    const timer = setTimeout(() => finish(false, `timeout after ${spec.timeoutMs} ms`), spec.timeoutMs);
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const host = target.host.includes(':') ? `[${target.host}]` : target.host;
       session = http2.connect(`http://${host}:${target.port}`, { settings: { enablePush: false } });
@@ -153,33 +159,23 @@ export function h2cProbe(target: ProbeTarget, spec: HealthSpec, signal?: AbortSi
     } catch (err) {
       finish(false, `check not sent: ${errCode(err)}`);
     }
+    return () => session?.destroy();
   });
 }
 
 /** Healthy when a TCP connection is established within `timeoutMs`. */
 export function tcpProbe(target: ProbeTarget, timeoutMs: number, signal?: AbortSignal): Promise<CheckResult> {
-  return new Promise<CheckResult>((resolve) => {
-    let done = false;
-    let socket: net.Socket | undefined;
-    const finish = (ok: boolean, reason: string): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      socket?.destroy();
-      resolve({ ok, reason });
-    };
-    const onAbort = (): void => finish(false, 'check cancelled');
-    const timer = setTimeout(() => finish(false, `timeout after ${timeoutMs} ms`), timeoutMs);
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
+  return timedCheck(timeoutMs, signal, (finish) => {
+    let socket: net.Socket;
     try {
       socket = net.connect({ host: target.host, port: target.port });
     } catch (err) {
-      return finish(false, `connect ${errCode(err)}`);
+      finish(false, `connect ${errCode(err)}`);
+      return undefined;
     }
     socket.once('connect', () => finish(true, 'TCP connect ok'));
     socket.on('error', (err) => finish(false, `connect ${errCode(err)}`));
+    return () => socket.destroy();
   });
 }
 
