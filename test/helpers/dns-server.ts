@@ -109,8 +109,7 @@ export async function startDnsServer(): Promise<TestDnsServer> {
     return { ...base, flags: AA, answers, authorities: [], additionals };
   };
 
-  const udp = dgram.createSocket('udp4');
-  udp.on('message', (msg, rinfo) => {
+  const onUdp = (udp: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     let query: Packet;
     try {
       query = decode(msg);
@@ -119,9 +118,7 @@ export async function startDnsServer(): Promise<TestDnsServer> {
     }
     const reply = answer(query, 'udp');
     if (reply) udp.send(encode(reply), rinfo.port, rinfo.address);
-  });
-  await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
-  const port = udp.address().port;
+  };
 
   const sockets = new Set<net.Socket>();
   const tcp = net.createServer((socket) => {
@@ -147,12 +144,29 @@ export async function startDnsServer(): Promise<TestDnsServer> {
       }
     });
   });
-  // TCP must share the UDP port number; in the rare case it is taken the
-  // tests still run over UDP, and the truncation test will fail loudly.
-  await new Promise<void>((resolve) => {
-    tcp.once('error', () => resolve());
-    tcp.listen(port, '127.0.0.1', () => resolve());
-  });
+  // TCP must share the UDP port number. The OS picks a free UDP port; when
+  // that number is taken for TCP (another test's listener), try another.
+  let udp: dgram.Socket | undefined;
+  let port = 0;
+  for (let attempt = 0; attempt < 50 && port === 0; attempt++) {
+    const u = dgram.createSocket('udp4');
+    u.on('message', (msg, rinfo) => onUdp(u, msg, rinfo));
+    await new Promise<void>((resolve) => u.bind(0, '127.0.0.1', resolve));
+    const candidate = u.address().port;
+    const ok = await new Promise<boolean>((resolve) => {
+      tcp.once('error', () => resolve(false));
+      tcp.listen(candidate, '127.0.0.1', () => resolve(true));
+    });
+    tcp.removeAllListeners('error');
+    if (ok) {
+      udp = u;
+      port = candidate;
+    } else {
+      await new Promise<void>((resolve) => u.close(() => resolve()));
+    }
+  }
+  if (!udp) throw new Error('test DNS server: no port free for both UDP and TCP after 50 tries');
+  const udpSocket = udp;
 
   return {
     host: '127.0.0.1',
@@ -177,7 +191,7 @@ export async function startDnsServer(): Promise<TestDnsServer> {
     close: async () => {
       for (const s of sockets) s.destroy();
       await Promise.all([
-        new Promise<void>((resolve) => udp.close(() => resolve())),
+        new Promise<void>((resolve) => udpSocket.close(() => resolve())),
         new Promise<void>((resolve) => (tcp.listening ? tcp.close(() => resolve()) : resolve())),
       ]);
     },
