@@ -225,10 +225,9 @@ http {
 `;
 }
 
-/** nginx proxy_pass with upstream keep-alive: the reference contender. */
-export function nginxProxyConf(dir: string, name: string, o: { port: number; backendPort: number; workers: number }): string {
-  return `# ${name} for bench/run.ts: proxy_pass with upstream keep-alive
-worker_processes ${o.workers};
+/** What both nginx proxy contenders share: one master, pid/log/temp paths under `dir`, long keep-alive towards clients; the `http {` block stays open. */
+function nginxProxyPreamble(dir: string, name: string, workers: number): string {
+  return `worker_processes ${workers};
 daemon off;
 master_process on;
 pid ${dir}/${name}.pid;
@@ -241,7 +240,13 @@ http {
   fastcgi_temp_path ${dir}/tmp-fcgi; uwsgi_temp_path ${dir}/tmp-uwsgi; scgi_temp_path ${dir}/tmp-scgi;
   keepalive_requests 10000000;
   keepalive_timeout 300s;
-  upstream backend {
+`;
+}
+
+/** nginx proxy_pass with upstream keep-alive: the reference contender. */
+export function nginxProxyConf(dir: string, name: string, o: { port: number; backendPort: number; workers: number }): string {
+  return `# ${name} for bench/run.ts: proxy_pass with upstream keep-alive
+${nginxProxyPreamble(dir, name, o.workers)}  upstream backend {
     server 127.0.0.1:${o.backendPort};
     keepalive 256;  # idle upstream connections kept: above the 100 client connections of the 2-worker load
     keepalive_requests 10000000;
@@ -321,20 +326,7 @@ export const TLS_CURVES = 'X25519:prime256v1:secp384r1';
 /** nginx as the TLS reference: HTTPS with HTTP/2 on one listener, proxy_pass with upstream keep-alive. */
 export function nginxTlsConf(dir: string, name: string, o: { port: number; backendPort: number; cert: string; key: string; resumption?: boolean }): string {
   return `# ${name} for bench/run.ts: TLS termination (HTTP/1.1 and HTTP/2) + proxy_pass with upstream keep-alive
-worker_processes 1;
-daemon off;
-master_process on;
-pid ${dir}/${name}.pid;
-error_log ${dir}/${name}.error.log notice;
-worker_rlimit_nofile 20000;
-events { worker_connections 19000; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/tmp-body; proxy_temp_path ${dir}/tmp-proxy;
-  fastcgi_temp_path ${dir}/tmp-fcgi; uwsgi_temp_path ${dir}/tmp-uwsgi; scgi_temp_path ${dir}/tmp-scgi;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-  http2_max_requests 10000000;
+${nginxProxyPreamble(dir, name, 1)}  http2_max_requests 10000000;
   upstream backend {
     server 127.0.0.1:${o.backendPort};
     keepalive 256;

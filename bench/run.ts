@@ -288,18 +288,23 @@ function wrk(load: Load): Promise<WrkResult> {
     ...(load.headers ?? []).flatMap((h) => ['-H', h]),
     ...(load.script ? ['-s', load.script] : []), `${load.tls ? 'https://localhost' : 'http://127.0.0.1'}:${load.port}${load.path}`,
   ];
+  return runLoadTool('wrk', argv, load.seconds, parseWrk);
+}
+
+/** Run a load generator (argv from the pinning prefix on) for about `seconds`, killed 20 s past that, and parse what it printed. */
+function runLoadTool<T>(name: string, argv: string[], seconds: number, parse: (out: string) => T): Promise<T> {
   return new Promise((res, rej) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    children.set(child.pid!, { name: 'wrk', child });
+    children.set(child.pid!, { name, child });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), (load.seconds + 20) * 1000);
+    const t = setTimeout(() => child.kill('SIGKILL'), (seconds + 20) * 1000);
     child.on('exit', () => {
       clearTimeout(t);
       children.delete(child.pid!);
       try {
-        res(parseWrk(out));
+        res(parse(out));
       } catch (e) {
         rej(e as Error);
       }
@@ -313,23 +318,7 @@ function h2load(o: { port: number; path: string; clients: number; streams: numbe
     ...(o.cpu ? ['taskset', '-c', o.cpu] : []), ...NICE, 'h2load',
     '-t1', `-c${o.clients}`, `-m${o.streams}`, `-D${o.seconds}`, `https://localhost:${o.port}${o.path}`,
   ];
-  return new Promise((res, rej) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    children.set(child.pid!, { name: 'h2load', child });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), (o.seconds + 20) * 1000);
-    child.on('exit', () => {
-      clearTimeout(t);
-      children.delete(child.pid!);
-      try {
-        res(parseH2load(out));
-      } catch (e) {
-        rej(e as Error);
-      }
-    });
-  });
+  return runLoadTool('h2load', argv, o.seconds, parseH2load);
 }
 
 async function backendAccepts(statusPort: number): Promise<number> {
@@ -577,6 +566,11 @@ function rows(samples: Samples, reference: string): Row[] {
   }));
 }
 
+/** A ratio's median with its min–max over rounds, '–' when there is none. */
+function ratioCell(x: Summary | null | undefined): string {
+  return x ? `${x.median.toFixed(2)} (${x.min.toFixed(2)}–${x.max.toFixed(2)})` : '–';
+}
+
 function printRows(title: string, rs: Row[], refName: string): void {
   process.stdout.write(`\n${title}\n`);
   process.stdout.write(
@@ -586,7 +580,7 @@ function printRows(title: string, rs: Row[], refName: string): void {
         r.contender,
         formatRps(r.rps.median),
         `${formatRps(r.rps.min)}–${formatRps(r.rps.max)}`,
-        r.xNginx ? `${r.xNginx.median.toFixed(2)} (${r.xNginx.min.toFixed(2)}–${r.xNginx.max.toFixed(2)})` : '–',
+        ratioCell(r.xNginx),
         formatUs(r.p50.median),
         formatUs(r.p99.median),
         String(r.errors),
@@ -645,7 +639,7 @@ function printTls(title: string, rs: TlsRow[], unit: string, l1: string, l2: str
         r.contender,
         fmt(r.value.median),
         `${fmt(r.value.min)}–${fmt(r.value.max)}`,
-        r.x ? `${r.x.median.toFixed(2)} (${r.x.min.toFixed(2)}–${r.x.max.toFixed(2)})` : '–',
+        ratioCell(r.x),
         formatUs(r.lat1.median),
         formatUs(r.lat2.median),
         String(r.errors),

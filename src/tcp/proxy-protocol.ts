@@ -71,28 +71,19 @@ function parseV2(buf: Buffer): ParseResult {
   const transport = fam & 0x0f;
   if (family === 0 && transport === 0) return { state: 'ok', header: { version: 2, command: 'local' }, length: total };
   if (transport !== 1) return invalid(`v2: transport ${transport} is not a stream (TCP)`);
-  if (family === 1) {
-    if (len < 12) return invalid(`v2: TCP over IPv4 needs 12 address bytes, got ${len}`);
+  // TCP over IPv4 (family 1) or IPv6 (2): source, destination, then the two ports.
+  const af = family === 1 ? { bytes: 4, read: ipv4, name: 'IPv4' } : family === 2 ? { bytes: 16, read: ipv6, name: 'IPv6' } : undefined;
+  if (af) {
+    const need = 2 * af.bytes + 4;
+    if (len < need) return invalid(`v2: TCP over ${af.name} needs ${need} address bytes, got ${len}`);
+    const ports = 16 + 2 * af.bytes;
     return {
       state: 'ok',
       header: {
         version: 2,
         command: 'proxy',
-        source: { address: ipv4(buf, 16), port: buf.readUInt16BE(24) },
-        destination: { address: ipv4(buf, 20), port: buf.readUInt16BE(26) },
-      },
-      length: total,
-    };
-  }
-  if (family === 2) {
-    if (len < 36) return invalid(`v2: TCP over IPv6 needs 36 address bytes, got ${len}`);
-    return {
-      state: 'ok',
-      header: {
-        version: 2,
-        command: 'proxy',
-        source: { address: ipv6(buf, 16), port: buf.readUInt16BE(48) },
-        destination: { address: ipv6(buf, 32), port: buf.readUInt16BE(50) },
+        source: { address: af.read(buf, 16), port: buf.readUInt16BE(ports) },
+        destination: { address: af.read(buf, 16 + af.bytes), port: buf.readUInt16BE(ports + 2) },
       },
       length: total,
     };

@@ -5,29 +5,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { startExample } from '../helpers/example.js';
 import { promisify } from 'node:util';
 
 const exec = promisify(execFile);
 
 test('npm start serves the quickstart; curl through it reaches a demo backend', { timeout: 90_000 }, async (t) => {
-  const child = spawn('npm', ['start'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PERIMETER_LOG_LEVEL: 'warn' } });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.after(async () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  });
+  const ex = startExample(t, 'npm', ['start']);
   // Wait for the banner and the listener.
   const deadline = Date.now() + 80_000;
   let answer = '';
   while (Date.now() < deadline) {
-    if (out.includes('Ctrl-C stops it')) {
+    if (ex.output().includes('Ctrl-C stops it')) {
       try {
         const r = await exec('curl', ['-s', '--max-time', '5', 'http://localhost:8080/'], { timeout: 8000 });
         answer = r.stdout;
@@ -38,13 +28,13 @@ test('npm start serves the quickstart; curl through it reaches a demo backend', 
     }
     await new Promise((r) => setTimeout(r, 300));
   }
-  assert.match(answer, /"backend": "demo-[123]"/, `no backend answer; output:\n${out}`);
+  assert.match(answer, /"backend": "demo-[123]"/, `no backend answer; output:\n${ex.output()}`);
   const other = await exec('curl', ['-s', '-H', 'Host: www.example.com', 'http://127.0.0.1:8080/hello'], { timeout: 8000 });
   assert.match(other.stdout, /"url": "\/hello"/);
   const unknown = await exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: nobody.example', 'http://127.0.0.1:8080/'], { timeout: 8000 });
   assert.equal(unknown.stdout, '421');
   // Ctrl-C stops it cleanly.
-  process.kill(-child.pid!, 'SIGINT');
-  const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 15_000))]);
+  ex.signal('SIGINT');
+  const code = await Promise.race([ex.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 15_000))]);
   assert.notEqual(code, 'timeout', 'npm start did not stop on SIGINT');
 });

@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { startExample } from '../helpers/example.js';
 import { promisify } from 'node:util';
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
@@ -33,24 +34,13 @@ test('the TCP example: closed while the allowlist is empty; `perimeter allow add
   await rm(DATA, { recursive: true, force: true });
   // What `npm run example:tcp` runs after its build (npm test has built already;
   // a second tsc writing dist/ while other tests import from it is avoided).
-  const child = spawn('node', ['dist/examples/tcp-allowlist/start.js'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PERIMETER_LOG_LEVEL: 'warn' } });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.after(async () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-    await rm(DATA, { recursive: true, force: true });
-  });
+  const ex = startExample(t, 'node', ['dist/examples/tcp-allowlist/start.js']);
+  t.after(() => rm(DATA, { recursive: true, force: true }));
   // Ready when the admin API answers (the TCP listener opens with it).
   const deadline = Date.now() + 100_000;
   let ready = false;
   while (Date.now() < deadline && !ready) {
-    if (out.includes('Ctrl-C stops it')) {
+    if (ex.output().includes('Ctrl-C stops it')) {
       ready = await exec('curl', ['-sf', '--max-time', '3', 'http://127.0.0.1:9911/api/health'], { timeout: 5000 }).then(
         () => true,
         () => false,
@@ -58,7 +48,7 @@ test('the TCP example: closed while the allowlist is empty; `perimeter allow add
     }
     if (!ready) await new Promise((r) => setTimeout(r, 300));
   }
-  assert.ok(ready, `the example did not come up; output:\n${out}`);
+  assert.ok(ready, `the example did not come up; output:\n${ex.output()}`);
 
   assert.equal(await session('hello\n'), '', 'an address not on the allowlist gets nothing back');
   const cli = ['dist/src/cli/main.js', 'allow'];
@@ -74,7 +64,7 @@ test('the TCP example: closed while the allowlist is empty; `perimeter allow add
   const check = await exec('node', [...cli, 'check', '127.0.0.1', 'content-partners', '-c', 'examples/tcp-allowlist'], { timeout: 20_000 });
   assert.match(check.stdout, /Demo Records/);
 
-  process.kill(-child.pid!, 'SIGINT');
-  const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 15_000))]);
+  ex.signal('SIGINT');
+  const code = await Promise.race([ex.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 15_000))]);
   assert.notEqual(code, 'timeout', 'the example did not stop on SIGINT');
 });

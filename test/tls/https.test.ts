@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,7 @@ import net from 'node:net';
 import { startUpstream } from '../helpers/upstream.js';
 import { startPerimeter, writeConfig } from '../helpers/perimeter.js';
 import { freePort, runPerimeter } from '../helpers/cli.js';
-import { makeCert } from '../helpers/certs.js';
+import { makeCert, type TestCert } from '../helpers/certs.js';
 
 function tlsConfig(backendPort: number, certs: { cert: string; key: string }[], extra = ''): { perimeter: string; sites: Record<string, string> } {
   return {
@@ -47,6 +47,20 @@ async function captureClientHello(servername: string): Promise<Buffer> {
   c.destroy();
   server.close();
   return hello;
+}
+
+/** A perimeter with one certificate (a.example.com) in front of one upstream, torn down after the test. */
+async function tlsFixture(t: TestContext): Promise<{ dir: string; a: TestCert; up: Awaited<ReturnType<typeof startUpstream>>; p: Awaited<ReturnType<typeof startPerimeter>> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
+  const a = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  const p = await startPerimeter(tlsConfig(up.port, [a]));
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { dir, a, up, p };
 }
 
 function handshake(port: number, servername: string | undefined, opts: tls.ConnectionOptions = {}): Promise<{ cert?: tls.PeerCertificate; error?: string; socket?: tls.TLSSocket }> {
@@ -96,15 +110,7 @@ test('SNI picks each site\'s certificate; an unknown name gets a TLS alert, not 
 });
 
 test('HTTPS responses carry HSTS and X-Forwarded-Proto https; old protocols and CBC suites are refused', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
-  const a = makeCert(dir, 'a', ['a.example.com']);
-  const up = await startUpstream();
-  const p = await startPerimeter(tlsConfig(up.port, [a]));
-  t.after(async () => {
-    await p.close();
-    await up.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { up, p } = await tlsFixture(t);
   const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
   const r = await httpsGet(port, 'a.example.com', '/x');
   assert.equal(r.status, 200);
@@ -186,15 +192,7 @@ test('TLS sessions resume with tickets (TLS 1.2 and 1.3); session-tickets: false
 });
 
 test('the http listener redirects sites to HTTPS (301 for GET, 308 otherwise)', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
-  const a = makeCert(dir, 'a', ['a.example.com']);
-  const up = await startUpstream();
-  const p = await startPerimeter(tlsConfig(up.port, [a]));
-  t.after(async () => {
-    await p.close();
-    await up.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { up, p } = await tlsFixture(t);
   const httpPort = p.runtime.bound().find((l) => l.protocol === 'http')!.port;
   const httpsPort = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
   const req = (method: string): Promise<{ status: number; location?: string }> =>
@@ -212,15 +210,7 @@ test('the http listener redirects sites to HTTPS (301 for GET, 308 otherwise)', 
 });
 
 test('a certificate replaced on disk is served to new connections; existing connections continue', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
-  const a = makeCert(dir, 'a', ['a.example.com']);
-  const up = await startUpstream();
-  const p = await startPerimeter(tlsConfig(up.port, [a]));
-  t.after(async () => {
-    await p.close();
-    await up.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, a, p } = await tlsFixture(t);
   const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
   const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
   const first = await httpsGet(port, 'a.example.com', '/', agent);
