@@ -23,7 +23,7 @@ import { Discovery, type DiscoveryOptions } from '../upstream/discovery/index.js
 import { Pool } from '../upstream/pool.js';
 import type { Balancer, PoolEvents } from '../upstream/types.js';
 import { createH2Front } from '../web/h2.js';
-import { handleConnection, RetryBudget, type ListenerRoutes, type ListenerState, type RequestRecord } from '../web/proxy.js';
+import { adoptSocket, handleConnection, RetryBudget, type ListenerRoutes, type ListenerState, type RequestRecord } from '../web/proxy.js';
 import { compileListenerRoutes } from '../web/routes.js';
 import { ConnPools } from '../web/upstream-conn.js';
 import type { Logger } from './log.js';
@@ -521,7 +521,9 @@ export class Runtime {
       }));
       server.once('close', () => this.tlsServers.delete(tlsServer));
     } else {
-      server = net.createServer({ allowHalfOpen: true, noDelay: true }, gate((socket) => handleConnection(state, socket)));
+      // pauseOnConnect: the accepted socket never reads; adoptSocket re-wraps its handle to read into a shared buffer.
+      const serve = gate((socket) => handleConnection(state, socket));
+      server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (accepted) => serve(adoptSocket(accepted, true)));
     }
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {

@@ -11,7 +11,7 @@
  * Per request there is no configuration work: the listener's compiled
  * routes (a Map lookup by host) give the site, pool and limits.
  */
-import type net from 'node:net';
+import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { Errors, type ErrorDef } from '../core/errors.js';
 import { coarseNow, sweeper, type Expirable } from '../core/clock.js';
@@ -22,6 +22,7 @@ import { clientAddress, type CidrSet } from '../net/cidr.js';
 import {
   ChunkedParser,
   findHeadEnd,
+  HeadRuns,
   isHopByHop,
   NEED_MORE,
   ParseError,
@@ -141,6 +142,8 @@ const ACME_PREFIX = '/.well-known/acme-challenge/';
 /** Client-sent values of these are dropped unless the peer is a trusted proxy. */
 const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'x-request-id']);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The kept header lines of the head being forwarded (synchronous, so one serves every exchange). */
+const RUNS = new HeadRuns();
 /** Body bytes held per request until an upstream connection proves usable (for retry). */
 const MAX_PRE_CONNECT_BODY = 64 * 1024;
 
@@ -153,6 +156,53 @@ function nextRequestId(): string {
     idCounter = 1;
   }
   return idPrefix + idCounter.toString(16).padStart(8, '0');
+}
+
+/**
+ * Plain-TCP client sockets read into this one buffer (see adoptSocket): no
+ * allocation and no stream machinery per read. A view of it is valid only
+ * until the next read; whatever is kept past the read is copied.
+ */
+const CLIENT_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/** Where an adopted socket's reads go: set by the ClientConn that serves it. */
+interface ReadTarget {
+  conn: ClientConn | null;
+}
+const readTargets = new WeakMap<net.Socket, ReadTarget>();
+
+/**
+ * Re-wrap a socket accepted by a `pauseOnConnect` net.Server in a socket
+ * that reads with `onread` into CLIENT_READ_BUFFER (node:net offers that
+ * option for sockets it creates, not for accepted ones). The accepted socket
+ * has never read; it gives up its handle and stays in the server's
+ * connection count until the new socket closes, so server.close() still
+ * waits for every client. Measured in BENCHMARKS.md: the per-read Buffer
+ * allocation and Readable machinery were a tenth of the request path.
+ */
+export function adoptSocket(accepted: net.Socket, allowHalfOpen: boolean): net.Socket {
+  const handle = (accepted as unknown as { _handle: unknown })._handle;
+  if (handle === null || handle === undefined || accepted.destroyed) return accepted;
+  (accepted as unknown as { _handle: unknown })._handle = null;
+  const target: ReadTarget = { conn: null };
+  // `handle` is not in the typed options: node:net's own option for wrapping an existing handle.
+  const socket = new net.Socket({
+    handle,
+    allowHalfOpen,
+    readable: true,
+    writable: true,
+    onread: {
+      buffer: CLIENT_READ_BUFFER,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        const c = target.conn;
+        if (c !== null) c.onRead(Buffer.from(buf.buffer, buf.byteOffset, n));
+        return true;
+      },
+    },
+  } as net.SocketConstructorOpts & { handle: unknown });
+  readTargets.set(socket, target);
+  socket.once('close', () => accepted.destroy());
+  return socket;
 }
 
 const enum ClientState {
@@ -177,6 +227,13 @@ export class ClientConn implements Expirable {
   requests = 0;
   /** Set by draining: finish the current exchange, then close. */
   closeAfterExchange = false;
+  /** Whether the peer is a trusted proxy, for `trustedRoutes` (a reload brings new routes). */
+  private trusted = false;
+  private trustedRoutes: ListenerRoutes | null = null;
+  /** The forwarding fields of the last request without forwarded values to merge, for `fwdRoutes` and Host `fwdHost`. */
+  fwdRoutes: ListenerRoutes | null = null;
+  fwdHost = '';
+  fwdText = '';
 
   constructor(socket: net.Socket, listener: ListenerState) {
     this.socket = socket;
@@ -184,13 +241,19 @@ export class ClientConn implements Expirable {
     this.ip = clientAddress(socket.remoteAddress);
     this.port = socket.remotePort ?? 0;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        this.onData(chunk);
-      } catch (err) {
-        this.internalError(err);
-      }
-    });
+    const target = readTargets.get(socket);
+    if (target !== undefined) {
+      target.conn = this;
+    } else {
+      // TLS sockets and HTTP/2 streams: their chunks are theirs to keep.
+      socket.on('data', (chunk: Buffer) => {
+        try {
+          this.onData(chunk, false);
+        } catch (err) {
+          this.internalError(err);
+        }
+      });
+    }
     socket.on('end', () => {
       try {
         this.onEnd();
@@ -204,6 +267,14 @@ export class ClientConn implements Expirable {
     listener.clients.add(this);
     sweeper.add(this);
     this.setIdle();
+  }
+
+  trustedBy(routes: ListenerRoutes): boolean {
+    if (this.trustedRoutes !== routes) {
+      this.trustedRoutes = routes;
+      this.trusted = routes.trusted.has(this.ip);
+    }
+    return this.trusted;
   }
 
   private setIdle(): void {
@@ -227,18 +298,35 @@ export class ClientConn implements Expirable {
     }
   }
 
-  private onData(chunk: Buffer): void {
+  /** A read into CLIENT_READ_BUFFER (adopted sockets): `view` is valid during this call only. */
+  onRead(view: Buffer): void {
+    try {
+      this.onData(view, true);
+    } catch (err) {
+      this.internalError(err);
+    }
+  }
+
+  /** `shared`: the chunk is a view of the shared read buffer; copy whatever is kept. */
+  private onData(chunk: Buffer, shared: boolean): void {
     switch (this.state) {
       case ClientState.Head:
         if (this.pending === null && this.deadlineKind === 'idle') {
           // First byte of a request: the slowloris clock starts now.
           this.setDeadline('header', this.listener.routes.timeouts.requestHeaderMs);
         }
-        this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
-        this.parseNext();
+        if (this.pending === null) {
+          // Parsed in place; parseNext copies what it keeps.
+          this.pending = chunk;
+          this.parseNext(shared);
+        } else {
+          this.pending = Buffer.concat([this.pending, chunk]);
+          this.parseNext(false);
+        }
         return;
       case ClientState.Exchange: {
         const ex = this.exchange!;
+        if (shared) chunk = Buffer.from(chunk); // body bytes are written on or held
         if (!ex.requestBodyDone) {
           const used = ex.onClientBody(chunk, 0, chunk.length);
           if (used < chunk.length) this.holdPipelined(chunk.subarray(used));
@@ -248,7 +336,7 @@ export class ClientConn implements Expirable {
         return;
       }
       case ClientState.Tunnel:
-        this.exchange?.onClientTunnelData(chunk);
+        this.exchange?.onClientTunnelData(shared ? Buffer.from(chunk) : chunk);
         return;
       default:
         return;
@@ -274,7 +362,8 @@ export class ClientConn implements Expirable {
     if (this.pending.length > this.listener.routes.limits.headerBytes) this.socket.pause();
   }
 
-  private parseNext(): void {
+  /** `shared`: `pending` is a view of the shared read buffer (copied if kept). */
+  private parseNext(shared = false): void {
     const buf = this.pending;
     if (buf === null) return;
     const routes = this.listener.routes;
@@ -282,21 +371,24 @@ export class ClientConn implements Expirable {
     let head: RequestHead;
     try {
       len = findHeadEnd(buf, 0, routes.limits.headerBytes, Errors.HEADERS_TOO_LARGE);
-      if (len === NEED_MORE) return;
+      if (len === NEED_MORE) {
+        if (shared) this.pending = Buffer.from(buf);
+        return;
+      }
       head = parseRequestHead(buf, 0, len, routes.limits);
     } catch (e) {
       if (e instanceof ParseError) this.reject(e.def, e.detail);
       else this.reject(Errors.INTERNAL, String(e));
       return;
     }
-    const rest = len < buf.length ? buf.subarray(len) : null;
+    const rest = len < buf.length ? (shared ? Buffer.from(buf.subarray(len)) : buf.subarray(len)) : null;
     this.pending = null;
     this.requests++;
     this.state = ClientState.Exchange;
     this.setDeadline('none', 0);
     const ex = new Exchange(this, head, routes);
     this.exchange = ex;
-    ex.start(rest);
+    ex.start(rest, buf);
   }
 
   /** Answer an error on our own behalf for an unparseable request and close. */
@@ -484,14 +576,15 @@ export class Exchange implements UpstreamOwner, Expirable {
     this.keepClient = head.version === 1 ? !ct.includes('close') : ct.includes('keep-alive');
   }
 
-  start(rest: Buffer | null): void {
+  /** `src`: the buffer the head was parsed from (its header lines are copied from there, now). */
+  start(rest: Buffer | null, src: Buffer): void {
     const head = this.head;
     if (rest !== null && this.requestBodyDone) {
       // No body: whatever followed the head is the next (pipelined) request.
       this.client.holdPipelined(rest);
       rest = null;
     }
-    const trusted = this.routes.trusted.has(this.client.ip);
+    const trusted = this.client.trustedBy(this.routes);
     const fromTrusted = trusted ? head.headers.find((h) => h.name === 'x-request-id') : undefined;
     const id = fromTrusted && REQUEST_ID.test(fromTrusted.value) ? fromTrusted.value : nextRequestId();
     this.rec.requestId = id;
@@ -537,21 +630,28 @@ export class Exchange implements UpstreamOwner, Expirable {
       if (used < rest.length) this.client.holdPipelined(rest.subarray(used));
     }
     if (this.finished) return;
-    this.requestHead = this.buildRequestHead(id, trusted);
+    this.requestHead = this.buildRequestHead(id, trusted, src);
     if (!this.requestBodyDone) this.client.setDeadline('idle', route.timeouts.clientIdleMs);
     this.attempt();
   }
 
-  private buildRequestHead(id: string, trusted: boolean): Buffer {
+  /**
+   * The head sent to the backend: the request line, the client's header
+   * lines that go on (copied from `src`, see HeadRuns), then perimeter's
+   * forwarding fields.
+   */
+  private buildRequestHead(id: string, trusted: boolean, src: Buffer): Buffer {
     const h = this.head;
     const ct = h.connectionTokens;
-    let s = `${h.method} ${h.target} HTTP/1.1\r\n`;
+    const runs = RUNS.reset();
     let xff = '';
     let fwd = '';
     let proto = '';
     let fhost = '';
     const geo = this.routes.geo;
-    for (const f of h.headers) {
+    const headers = h.headers;
+    for (let i = 0; i < headers.length; i++) {
+      const f = headers[i]!;
       const n = f.name;
       if (isHopByHop(n, ct)) continue;
       // Geo headers are perimeter's: whatever a client sent under their names goes.
@@ -562,19 +662,26 @@ export class Exchange implements UpstreamOwner, Expirable {
         else if (n === 'forwarded') fwd = fwd ? `${fwd}, ${f.value}` : f.value;
         else if (n === 'x-forwarded-proto') proto = f.value;
         else if (n === 'x-forwarded-host') fhost = f.value;
-        else if (n === 'x-forwarded-port' || n === 'x-real-ip') s += `${f.rawName}: ${f.value}\r\n`;
+        else if (n === 'x-forwarded-port' || n === 'x-real-ip') runs.keep(h.spans, i);
         continue;
       }
-      s += `${f.rawName}: ${f.value}\r\n`;
+      runs.keep(h.spans, i);
     }
-    const ip = this.client.ip;
-    const forNode = ip.includes(':') ? `"[${ip}]"` : ip;
-    const hostQ = /^[A-Za-z0-9.:[\]-]*$/.test(h.hostHeader) ? h.hostHeader : JSON.stringify(h.hostHeader);
-    const ours = `for=${forNode};host=${hostQ};proto=${this.routes.proto}`;
-    s += `Forwarded: ${fwd ? `${fwd}, ${ours}` : ours}\r\n`;
-    s += `X-Forwarded-For: ${xff ? `${xff}, ${ip}` : ip}\r\n`;
-    s += `X-Forwarded-Proto: ${proto || this.routes.proto}\r\n`;
-    s += `X-Forwarded-Host: ${fhost || h.hostHeader}\r\n`;
+    const client = this.client;
+    const ip = client.ip;
+    let s: string;
+    if (xff === '' && fwd === '' && proto === '' && fhost === '') {
+      // Nothing to merge from a trusted proxy: the same fields for every
+      // request of this connection with this Host, kept on the connection.
+      if (client.fwdRoutes !== this.routes || client.fwdHost !== h.hostHeader) {
+        client.fwdRoutes = this.routes;
+        client.fwdHost = h.hostHeader;
+        client.fwdText = this.forwardingFields('', '', '', '');
+      }
+      s = client.fwdText;
+    } else {
+      s = this.forwardingFields(xff, fwd, proto, fhost);
+    }
     s += `X-Request-Id: ${id}\r\n`;
     if (geo !== undefined) {
       // The real client: behind trusted proxies, the right-most untrusted X-Forwarded-For entry.
@@ -584,7 +691,25 @@ export class Exchange implements UpstreamOwner, Expirable {
     if (h.bodyLength === -2) s += 'Transfer-Encoding: chunked\r\n';
     if (h.upgrade) s += `Connection: upgrade\r\nUpgrade: ${h.upgrade}\r\n`;
     s += '\r\n';
-    return Buffer.from(s, 'latin1');
+    const first = `${h.method} ${h.target} HTTP/1.1\r\n`;
+    const out = Buffer.allocUnsafe(first.length + runs.bytes + s.length);
+    runs.write(out, 0, first, src, s);
+    return out;
+  }
+
+  /** Forwarded, X-Forwarded-For/-Proto/-Host: perimeter's hop appended to what a trusted proxy sent. */
+  private forwardingFields(xff: string, fwd: string, proto: string, fhost: string): string {
+    const h = this.head;
+    const ip = this.client.ip;
+    const forNode = ip.includes(':') ? `"[${ip}]"` : ip;
+    const hostQ = /^[A-Za-z0-9.:[\]-]*$/.test(h.hostHeader) ? h.hostHeader : JSON.stringify(h.hostHeader);
+    const ours = `for=${forNode};host=${hostQ};proto=${this.routes.proto}`;
+    return (
+      `Forwarded: ${fwd ? `${fwd}, ${ours}` : ours}\r\n` +
+      `X-Forwarded-For: ${xff ? `${xff}, ${ip}` : ip}\r\n` +
+      `X-Forwarded-Proto: ${proto || this.routes.proto}\r\n` +
+      `X-Forwarded-Host: ${fhost || h.hostHeader}\r\n`
+    );
   }
 
   /**
@@ -860,21 +985,13 @@ export class Exchange implements UpstreamOwner, Expirable {
     this.upstreamBytes += chunk.length;
     if (this.tunnel) {
       this.rec.bytesOut += chunk.length;
-      if (!this.client.socket.write(chunk)) conn.socket.pause();
+      if (!this.client.socket.write(Buffer.from(chunk))) conn.socket.pause();
       return;
     }
     if (this.respState === RespState.Head) {
       this.deadline = coarseNow() + this.route!.timeouts.responseMs;
-      const buf = this.respBuf === null ? chunk : Buffer.concat([this.respBuf, chunk]);
-      this.respBuf = buf;
-      // Head and first body bytes leave in one writev (one syscall, one packet).
-      const cs = this.client.socket;
-      cs.cork();
-      try {
-        this.readResponseHeads(buf);
-      } finally {
-        cs.uncork();
-      }
+      // `chunk` is the upstream read buffer (valid during this call only); what is kept is copied.
+      this.readResponseHeads(this.respBuf === null ? chunk : Buffer.concat([this.respBuf, chunk]));
     } else if (this.respState === RespState.Body) {
       this.deadline = coarseNow() + this.route!.timeouts.responseMs;
       this.forwardResponseBody(chunk, 0);
@@ -892,7 +1009,7 @@ export class Exchange implements UpstreamOwner, Expirable {
       try {
         len = findHeadEnd(buf, off, this.routes.limits.headerBytes * 2, Errors.UPSTREAM_PROTOCOL);
         if (len === NEED_MORE) {
-          this.respBuf = off === 0 ? buf : buf.subarray(off);
+          this.respBuf = Buffer.from(buf.subarray(off));
           return;
         }
         resp = parseResponseHead(buf, off, len, this.routes.limits.headerCount * 2);
@@ -908,7 +1025,7 @@ export class Exchange implements UpstreamOwner, Expirable {
         // Interim response: pass 100 on only to a client that asked, others
         // (103 Early Hints...) only to HTTP/1.1 clients.
         if ((resp.status !== 100 || this.head.expectContinue) && this.head.version === 1) {
-          this.client.socket.write(this.responseHead(resp, false));
+          this.writeOut(resp, this.responseHead(resp, false), buf, off, off);
         }
         continue;
       }
@@ -935,8 +1052,8 @@ export class Exchange implements UpstreamOwner, Expirable {
       sweeper.delete(this);
       const early = this.client.enterTunnel();
       this.respState = RespState.Body;
-      this.sendResponseHead(resp, false);
-      if (off < buf.length) this.client.socket.write(buf.subarray(off));
+      this.respHeadSent = true;
+      this.writeOut(resp, this.responseHead(resp, false), buf, off, buf.length);
       // Client bytes that arrived after the upgrade request belong to the tunnel.
       if (early) this.onClientTunnelData(early);
       return;
@@ -953,8 +1070,7 @@ export class Exchange implements UpstreamOwner, Expirable {
         dechunk = true;
         this.keepClient = false;
         this.respChunked.onData = (b, s, e) => {
-          this.rec.bytesOut += e - s;
-          if (!this.client.socket.write(b.subarray(s, e))) this.conn?.socket.pause();
+          if (!this.writeOut(null, '', b, s, e)) this.conn?.socket.pause();
         };
       }
       this.respState = RespState.Body;
@@ -969,22 +1085,35 @@ export class Exchange implements UpstreamOwner, Expirable {
     }
     if (!upstreamKeep) this.upstreamReusable = false;
     if (!this.requestBodyDone) this.keepClient = false; // answered before the body ended
-    this.sendResponseHead(resp, dechunk);
+    const tail = this.responseHead(resp, dechunk);
+    this.respHeadSent = true;
     if (this.respState === RespState.Done) {
       if (off < buf.length) this.upstreamReusable = false;
+      this.writeOut(resp, tail, buf, off, off);
       this.complete();
-    } else if (off < buf.length) {
-      this.forwardResponseBody(buf, off);
+    } else if (dechunk) {
+      this.writeOut(resp, tail, buf, off, off);
+      if (off < buf.length) this.forwardResponseBody(buf, off, null, '');
+    } else {
+      // The head and the body bytes that came with it leave in one write.
+      this.forwardResponseBody(buf, off, resp, tail);
     }
   }
 
   private upstreamReusable = true;
 
-  private responseHead(resp: ResponseHead, dechunk: boolean): Buffer {
+  /**
+   * The response head for the client: keeps the backend's header lines that
+   * go on in RUNS and returns the fields perimeter adds, with the final CRLF
+   * (latin1 text: every character is one byte). writeOut puts them together.
+   */
+  private responseHead(resp: ResponseHead, dechunk: boolean): string {
     const ct = resp.connectionTokens;
-    let s = `HTTP/1.1 ${resp.status} ${resp.reason}\r\n`;
-    for (const f of resp.headers) {
-      const n = f.name;
+    const runs = RUNS.reset();
+    let s = '';
+    const headers = resp.headers;
+    for (let i = 0; i < headers.length; i++) {
+      const n = headers[i]!.name;
       if (n === 'transfer-encoding') {
         if (!dechunk && resp.bodyLength === -2) s += 'Transfer-Encoding: chunked\r\n';
         continue;
@@ -993,7 +1122,7 @@ export class Exchange implements UpstreamOwner, Expirable {
       if (isHopByHop(n, ct)) continue;
       // HSTS is perimeter's (a security default), whatever the backend says.
       if (n === 'strict-transport-security' && this.routes.hsts) continue;
-      s += `${f.rawName}: ${f.value}\r\n`;
+      runs.keep(resp.spans, i);
     }
     s += this.routes.hsts;
     if (resp.status === 101) {
@@ -1003,18 +1132,34 @@ export class Exchange implements UpstreamOwner, Expirable {
       else if (this.head.version === 0) s += 'Connection: keep-alive\r\n';
     }
     s += '\r\n';
-    return Buffer.from(s, 'latin1');
+    return s;
   }
 
-  private sendResponseHead(resp: ResponseHead, dechunk: boolean): void {
-    const b = this.responseHead(resp, dechunk);
-    this.respHeadSent = true;
-    this.rec.bytesOut += b.length;
-    this.client.socket.write(b);
+  /**
+   * Write a response head (when `head` is given: its status line, the lines
+   * responseHead kept in RUNS, which lie in `buf`, and `tail`) and
+   * `buf[start, end)` to the client as one new Buffer: one write, one
+   * syscall; and a copy, because `buf` may be the upstream read buffer,
+   * reused by the next read.
+   */
+  private writeOut(head: ResponseHead | null, tail: string, buf: Buffer, start: number, end: number): boolean {
+    let out: Buffer;
+    if (head === null) {
+      out = Buffer.allocUnsafe(end - start);
+      buf.copy(out, 0, start, end);
+    } else {
+      const first = `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
+      const hl = first.length + RUNS.bytes + tail.length;
+      out = Buffer.allocUnsafe(hl + end - start);
+      RUNS.write(out, 0, first, buf, tail);
+      if (end > start) buf.copy(out, hl, start, end);
+    }
+    this.rec.bytesOut += out.length;
+    return this.client.socket.write(out);
   }
 
-  private forwardResponseBody(buf: Buffer, off: number): void {
-    const cs = this.client.socket;
+  /** Forward body bytes from `buf[off]`, after the response head `head` (+ `tail`, see writeOut) when it is given. */
+  private forwardResponseBody(buf: Buffer, off: number, head: ResponseHead | null = null, tail = ''): void {
     let end = buf.length;
     let done = false;
     if (this.respChunked) {
@@ -1022,8 +1167,15 @@ export class Exchange implements UpstreamOwner, Expirable {
       try {
         used = this.respChunked.feed(buf, off, end);
       } catch (e) {
-        this.rec.reason = `invalid chunked response: ${e instanceof ParseError ? e.detail : String(e)}`;
+        const reason = `invalid chunked response: ${e instanceof ParseError ? e.detail : String(e)}`;
         this.dropUpstream(null);
+        if (head !== null) {
+          // Nothing has reached the client yet: it gets a 502, not a cut response.
+          this.respHeadSent = false;
+          this.fail(Errors.UPSTREAM_PROTOCOL, reason, true);
+          return;
+        }
+        this.rec.reason = reason;
         this.finish(false);
         return;
       }
@@ -1033,15 +1185,15 @@ export class Exchange implements UpstreamOwner, Expirable {
         if (done) this.finishResponse(end < buf.length);
         return;
       }
+      // (a head is only ever passed with a chunked body that is forwarded as is, not decoded)
     } else if (!this.respCloseDelimited) {
       const take = Math.min(this.respRemaining, end - off);
       this.respRemaining -= take;
       end = off + take;
       done = this.respRemaining === 0;
     }
-    if (end > off) {
-      this.rec.bytesOut += end - off;
-      const ok = cs.write(off === 0 && end === buf.length ? buf : buf.subarray(off, end));
+    if (end > off || head !== null) {
+      const ok = this.writeOut(head, tail, buf, off, end);
       if (!ok) {
         // Waiting on the client now, not the backend: the client idle
         // timeout applies until it drains.

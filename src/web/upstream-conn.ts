@@ -43,6 +43,7 @@ export type UpstreamError = Error & { code?: string; unprocessed?: boolean };
 
 export interface UpstreamOwner {
   onUpstreamConnect(conn: UpstreamLink): void;
+  /** `chunk` is valid only during the call (HTTP/1.1 links read into one shared buffer): copy what you keep. */
   onUpstreamData(conn: UpstreamLink, chunk: Buffer): void;
   onUpstreamEnd(conn: UpstreamLink): void;
   onUpstreamError(conn: UpstreamLink, err: UpstreamError): void;
@@ -50,6 +51,13 @@ export interface UpstreamOwner {
   /** An exception escaped one of the handlers above (a bug). */
   onUpstreamFault(conn: UpstreamLink, err: unknown): void;
 }
+
+/**
+ * Every upstream read lands in this one buffer (net.connect `onread`): no
+ * allocation and no stream machinery per read. An owner gets a view that is
+ * valid only during its onUpstreamData call and copies what it keeps.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 export class UpstreamConn implements Expirable, UpstreamLink {
   readonly socket: net.Socket;
@@ -61,18 +69,18 @@ export class UpstreamConn implements Expirable, UpstreamLink {
   deadline = 0;
   closed = false;
 
-  constructor(pool: BackendConnPool, socket: net.Socket) {
+  constructor(pool: BackendConnPool) {
     this.pool = pool;
-    this.socket = socket;
-    socket.setNoDelay(true);
+    const socket = (this.socket = net.connect({
+      host: pool.host,
+      port: pool.port,
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onRead(n, buf) },
+    }));
     socket.on('connect', () => {
       this.connected = true;
       socket.setKeepAlive(true, 30_000);
       this.guard(() => this.owner?.onUpstreamConnect(this));
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (this.owner) this.guard(() => this.owner!.onUpstreamData(this, chunk));
-      else this.destroy(); // unsolicited bytes on an idle connection
     });
     socket.on('end', () => {
       const o = this.owner;
@@ -95,20 +103,39 @@ export class UpstreamConn implements Expirable, UpstreamLink {
     socket.on('drain', () => this.guard(() => this.owner?.onUpstreamDrain(this)));
   }
 
+  /** Returns true: reading goes on (pause()/resume() are the flow control). */
+  private onRead(n: number, buf: Uint8Array): boolean {
+    const o = this.owner;
+    if (o === null) {
+      this.destroy(); // unsolicited bytes on an idle connection
+      return true;
+    }
+    const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+    try {
+      o.onUpstreamData(this, chunk);
+    } catch (err) {
+      this.fault(o, err);
+    }
+    return true;
+  }
+
   /** Contain a bug in an owner's handler to this connection and its exchange. */
   private guard(fn: () => void): void {
     try {
       fn();
     } catch (err) {
       const o = this.owner;
-      this.destroy();
-      if (o) {
-        try {
-          o.onUpstreamFault(this, err);
-        } catch {
-          // nothing more to contain
-        }
-      }
+      if (o) this.fault(o, err);
+      else this.destroy();
+    }
+  }
+
+  private fault(o: UpstreamOwner, err: unknown): void {
+    this.destroy();
+    try {
+      o.onUpstreamFault(this, err);
+    } catch {
+      // nothing more to contain
     }
   }
 
@@ -156,8 +183,7 @@ export class BackendConnPool {
       conn.reuses++;
       return conn;
     }
-    const socket = net.connect({ host: this.host, port: this.port });
-    conn = new UpstreamConn(this, socket);
+    conn = new UpstreamConn(this);
     conn.owner = owner;
     this.open++;
     return conn;
