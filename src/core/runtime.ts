@@ -465,8 +465,9 @@ export class Runtime {
           s.destroy();
           continue;
         }
-        s.resume();
+        // Handler first: a TLS server must take the socket (and what it has read) before it flows.
         handle(s);
+        s.resume();
       }
     });
     let server: net.Server;
@@ -476,7 +477,10 @@ export class Runtime {
       const limitMs = cluster.timeouts.requestHeaderMs;
       handshakeSweep = setInterval(() => {
         const now = Date.now();
-        for (const [raw, at] of handshaking) if (now - at > limitMs) raw.destroy();
+        for (const [raw, at] of handshaking) {
+          if (raw.destroyed) handshaking.delete(raw);
+          else if (now - at > limitMs) raw.destroy();
+        }
       }, Math.min(1000, limitMs));
       handshakeSweep.unref();
       const h2 = createH2Front(state);
@@ -505,13 +509,19 @@ export class Runtime {
       tlsServer.on('tlsClientError', (err: Error & { code?: string }) =>
         this.log.debug({ event: { action: 'tls-handshake-failed' }, cluster: cluster.name, err: err.code ?? err.message }, 'TLS handshake failed'),
       );
-      // The TCP listener reads the ClientHello first: an ACME TLS-ALPN-01
-      // validation (ALPN exactly "acme-tls/1") gets the challenge
-      // certificate; everything else goes to the TLS server untouched.
+      // With ACME TLS-ALPN-01 configured, the TCP listener reads the
+      // ClientHello first: a validation (ALPN exactly "acme-tls/1") gets the
+      // challenge certificate; everything else goes to the TLS server untouched.
       server = net.createServer({ allowHalfOpen: true, noDelay: true }, gate((raw) => {
         raw.on('error', () => raw.destroy());
-        handshaking.set(raw, Date.now());
-        raw.once('close', () => handshaking.delete(raw));
+        handshaking.set(raw, Date.now()); // removed on secureConnection, or by the sweep once destroyed
+        if (this.acmeAlpn === undefined) {
+          // No TLS-ALPN-01 challenge can be pending: nothing to look for in
+          // the ClientHello, so the TLS server reads it itself (one read and
+          // one timer less per handshake).
+          tlsServer.emit('connection', raw);
+          return;
+        }
         peekClientHello(raw, cluster.timeouts.requestHeaderMs, (hello, head) => {
           if (raw.destroyed) return;
           if (head.length > 0) raw.unshift(head);

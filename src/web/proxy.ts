@@ -205,6 +205,9 @@ export function adoptSocket(accepted: net.Socket, allowHalfOpen: boolean): net.S
   return socket;
 }
 
+/** After perimeter ends a connection, how long its last bytes may take to flush before the socket is destroyed. */
+const CLOSE_GRACE_MS = 1000;
+
 const enum ClientState {
   Head, // waiting for (the rest of) a request head
   Exchange, // a request is being proxied
@@ -220,7 +223,7 @@ export class ClientConn implements Expirable {
   readonly port: number;
   state = ClientState.Head;
   deadline = 0;
-  private deadlineKind: 'idle' | 'header' | 'none' = 'none';
+  private deadlineKind: 'idle' | 'header' | 'closing' | 'none' = 'none';
   /** Bytes received and not yet consumed. */
   private pending: Buffer | null = null;
   exchange: Exchange | null = null;
@@ -240,7 +243,7 @@ export class ClientConn implements Expirable {
     this.listener = listener;
     this.ip = clientAddress(socket.remoteAddress);
     this.port = socket.remotePort ?? 0;
-    socket.setNoDelay(true);
+    // No setNoDelay: every listener's server sets noDelay, which the socket inherits (one setsockopt less per connection).
     const target = readTargets.get(socket);
     if (target !== undefined) {
       target.conn = this;
@@ -282,13 +285,17 @@ export class ClientConn implements Expirable {
     this.deadline = coarseNow() + this.listener.routes.timeouts.clientIdleMs;
   }
 
-  setDeadline(kind: 'idle' | 'header' | 'none', ms: number): void {
+  setDeadline(kind: 'idle' | 'header' | 'closing' | 'none', ms: number): void {
     this.deadlineKind = kind;
     this.deadline = kind === 'none' ? 0 : coarseNow() + ms;
   }
 
   expire(): void {
-    if (this.state === ClientState.Closed) return;
+    if (this.state === ClientState.Closed) {
+      // Ended (socket.end) and given CLOSE_GRACE_MS to flush: make sure the socket is gone.
+      this.close();
+      return;
+    }
     if (this.deadlineKind === 'header') {
       this.reject(Errors.HEADER_TIMEOUT, 'request head not complete within the header timeout');
     } else if (this.exchange) {
@@ -406,7 +413,7 @@ export class ClientConn implements Expirable {
     this.pending = null;
     this.socket.end(out);
     // Give the answer a moment to flush, then make sure the socket is gone.
-    setTimeout(() => this.close(), 1000).unref();
+    this.setDeadline('closing', CLOSE_GRACE_MS);
   }
 
   /** The current exchange finished; go on to the next request or close. */
@@ -416,7 +423,7 @@ export class ClientConn implements Expirable {
     if (!keepAlive || this.closeAfterExchange || this.listener.draining) {
       this.state = ClientState.Closed;
       this.socket.end();
-      setTimeout(() => this.close(), 1000).unref();
+      this.setDeadline('closing', CLOSE_GRACE_MS);
       return;
     }
     this.state = ClientState.Head;
