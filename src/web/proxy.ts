@@ -33,6 +33,7 @@ import {
   type ResponseHead,
 } from './http1.js';
 import { errorResponse, wantsJson } from './respond.js';
+import { returnSlab, SLAB_BYTES, SLAB_MIN, takeSlab } from './slabs.js';
 import { findRoute } from './routes.js';
 import { clientAddressForGeo, type GeoLookup } from '../geo/lookup.js';
 import type { ConnPools, UpstreamError, UpstreamLink, UpstreamOwner } from './upstream-conn.js';
@@ -1150,19 +1151,18 @@ export class Exchange implements UpstreamOwner, Expirable {
    * reused by the next read.
    */
   private writeOut(head: ResponseHead | null, tail: string, buf: Buffer, start: number, end: number): boolean {
-    let out: Buffer;
-    if (head === null) {
-      out = Buffer.allocUnsafe(end - start);
-      buf.copy(out, 0, start, end);
-    } else {
-      const first = `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
-      const hl = first.length + RUNS.bytes + tail.length;
-      out = Buffer.allocUnsafe(hl + end - start);
-      RUNS.write(out, 0, first, buf, tail);
-      if (end > start) buf.copy(out, hl, start, end);
-    }
-    this.rec.bytesOut += out.length;
-    return this.client.socket.write(out);
+    const first = head === null ? '' : `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
+    const hl = head === null ? 0 : first.length + RUNS.bytes + tail.length;
+    const size = hl + end - start;
+    // Large copies go to a reusable slab (./slabs.ts), returned when the
+    // socket has written it; HTTP/2 streams' sockets take no callback.
+    const slab = size >= SLAB_MIN && size <= SLAB_BYTES && this.client.socket instanceof net.Socket ? takeSlab() : null;
+    const out = slab === null ? Buffer.allocUnsafe(size) : slab.subarray(0, size);
+    if (head !== null) RUNS.write(out, 0, first, buf, tail);
+    if (end > start) buf.copy(out, hl, start, end);
+    this.rec.bytesOut += size;
+    if (slab === null) return this.client.socket.write(out);
+    return this.client.socket.write(out, () => returnSlab(slab));
   }
 
   /** Forward body bytes from `buf[off]`, after the response head `head` (+ `tail`, see writeOut) when it is given. */

@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startUpstream } from '../helpers/upstream.js';
 import { rawRequest, startPerimeter } from '../helpers/perimeter.js';
 import { webConfig } from './fixtures.js';
+import { freeSlabs } from '../../src/web/slabs.js';
 
 function get(url: string, headers: Record<string, string> = {}, agent?: http.Agent): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
@@ -330,4 +332,39 @@ test('a listener answers nothing until its routes are in place (no 421 while a c
   });
   assert.ok(statuses.length >= 5);
   assert.deepEqual([...new Set(statuses)], [200]);
+});
+
+test('large responses arrive intact at fast and stalled clients at once (reads land in one shared buffer; copies reuse slabs)', async (t) => {
+  // Distinct bytes everywhere: a slab handed back while a write still held
+  // it, or the shared read buffer forwarded without a copy, shows up as a
+  // wrong digest, not just a wrong length. 16 MiB is more than loopback's
+  // socket buffers hold, so writes to a stalled client complete late.
+  const body = randomBytes(16 * 1024 * 1024 + 12_345);
+  const digest = createHash('sha256').update(body).digest('hex');
+  const a = await startUpstream({ handler: (_req, res) => res.end(body) });
+  const p = await startPerimeter(webConfig({ services: { app: [a.port] }, sites: { 'www.example.com': 'app' } }));
+  t.after(async () => {
+    await p.close();
+    await a.close();
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  t.after(() => agent.destroy());
+  const fetchOne = (stallMs: number): Promise<string> =>
+    new Promise((resolve, reject) => {
+      http
+        .get(`${p.url()}/big`, { headers: { host: 'www.example.com' }, agent }, (res) => {
+          const hash = createHash('sha256');
+          if (stallMs > 0) {
+            res.pause();
+            setTimeout(() => res.resume(), stallMs);
+          }
+          res.on('data', (c: Buffer) => hash.update(c));
+          res.on('end', () => resolve(hash.digest('hex')));
+          res.on('error', reject);
+        })
+        .on('error', reject);
+    });
+  const got = await Promise.all([fetchOne(400), fetchOne(0), fetchOne(250), fetchOne(0), fetchOne(0), fetchOne(400)]);
+  for (const d of got) assert.equal(d, digest);
+  assert.ok(freeSlabs() > 0, 'large copies went through slabs and came back');
 });
