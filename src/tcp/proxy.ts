@@ -19,6 +19,7 @@
  * a reload removes stops accepting; its sessions run until they end.
  */
 import net from 'node:net';
+import { returnSlab, takeSlab } from '../web/slabs.js';
 import type { Logger } from '../core/log.js';
 import type { ServiceSpec, TcpListenerSpec } from '../config/types.js';
 import type { AllowEntry, AllowlistMatcher } from '../allowlist/types.js';
@@ -117,6 +118,19 @@ export function tcpListenerKey(spec: TcpListenerSpec): string {
   return spec.listen.port === 0 ? `${spec.name}@${spec.listen.host}:0` : `${spec.listen.host || '*'}:${spec.listen.port}`;
 }
 
+/** Where a backend socket's reads go: its session once started; before that (never seen: reads start after 'connect' runs) a queue. */
+interface BackendSink {
+  session: Session | undefined;
+  early: Buffer[];
+}
+
+function backendRead(sink: BackendSink, n: number, slab: Buffer): boolean {
+  const chunk = slab.subarray(0, n);
+  if (sink.session !== undefined) sink.session.fromBackend(chunk, slab);
+  else sink.early.push(Buffer.from(chunk));
+  return true;
+}
+
 class Session {
   readonly startMs = Date.now();
   private readonly started = performance.now();
@@ -147,17 +161,30 @@ class Session {
     return this.client.bytesWritten;
   }
 
-  /** Both sockets connected: pipe with backpressure, half-close and resets passed on. */
-  start(backendSocket: net.Socket): void {
+  /**
+   * Both sockets connected: relay with backpressure, half-close and resets
+   * passed on. Client to backend is a pipe; backend to client is relayed
+   * from the backend's read slabs (backendRead), as pipe would: a full
+   * client pauses the backend until it drains, the backend's FIN ends the
+   * client's write side.
+   */
+  start(backendSocket: net.Socket, sink: BackendSink): void {
     const client = this.client;
     const backend = (this.backendSocket = backendSocket);
     if (this.spec.proxyProtocol === 'v2') backend.write(encodeProxyV2(this.source, this.destination));
     client.on('end', () => (this.firstEnd ??= 'client'));
-    backend.on('end', () => (this.firstEnd ??= 'backend'));
+    backend.on('end', () => {
+      this.firstEnd ??= 'backend';
+      if (!client.destroyed) client.end();
+    });
     // The FIN of one side ends the other's write side (pipe's default); data
     // keeps flowing the other way until that side ends too (allowHalfOpen).
     client.pipe(backend);
-    backend.pipe(client);
+    client.on('drain', () => {
+      if (backend.isPaused()) backend.resume();
+    });
+    sink.session = this;
+    for (const b of sink.early.splice(0)) this.fromBackend(b, null);
     const onError = (side: 'client' | 'backend', other: net.Socket) => (err: NodeJS.ErrnoException) => {
       const reset = err.code === 'ECONNRESET' || err.code === 'EPIPE';
       this.reason ??= reset ? `${side}-reset` : `${side}-error`;
@@ -182,6 +209,17 @@ class Session {
     };
     client.on('close', onClose(client, backend));
     backend.on('close', onClose(backend, client));
+  }
+
+  /** Backend bytes for the client; `slab` goes back to the free list once written. */
+  fromBackend(chunk: Buffer, slab: Buffer | null): void {
+    const client = this.client;
+    if (client.destroyed) {
+      if (slab !== null) returnSlab(slab);
+      return;
+    }
+    const ok = slab === null ? client.write(chunk) : client.write(chunk, () => returnSlab(slab));
+    if (!ok) this.backendSocket?.pause();
   }
 
   /** Close both sides now (shutdown deadline). */
@@ -518,7 +556,17 @@ export class TcpProxy {
       // The pool's passive health hears every attempt (release decrements this).
       backend.inflight++;
       const t0 = performance.now();
-      const sock = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true });
+      // Backend reads land straight in reusable slabs (../web/slabs.ts) that
+      // go back to the free list when the client write is done: a bulk
+      // download allocates nothing per read (see Session.start).
+      const sink: BackendSink = { session: undefined, early: [] };
+      const sock = net.connect({
+        host: backend.host,
+        port: backend.port,
+        allowHalfOpen: true,
+        noDelay: true,
+        onread: { buffer: takeSlab, callback: (n: number, buf: Uint8Array) => backendRead(sink, n, buf as Buffer) },
+      });
       let settled = false;
       const settle = (ok: boolean, outcome: 'success' | 'connect-error' | 'timeout' | 'cancelled'): void => {
         if (settled) return;
@@ -546,7 +594,7 @@ export class TcpProxy {
         client.off('close', onClientClose);
         this.metrics.count(spec.name, 'accepted');
         this.sessions.add(session);
-        session.start(sock);
+        session.start(sock, sink);
       });
     };
     attempt();
