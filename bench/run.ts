@@ -840,36 +840,38 @@ async function main(): Promise<void> {
 
   // ---- all cores: 1 vs 2 workers, unpinned (wrk and the backend share the two CPUs)
   unpinnedLayout();
-  const scaling: Samples = {};
   const scalers = [nginx, nginx2, perimeter, perimeter2];
   for (const c of scalers) await wrk({ port: c.port, path: '/small', connections: 100, threads: 2, seconds: warmupS });
-  for (let round = 0; round < rounds; round++) {
-    process.stdout.write(`\nround ${round + 1}/${rounds} (unpinned, 1 vs 2 workers)\n`);
-    for (const c of rotate(scalers, round)) {
-      const s = await measure(c, { port: c.port, path: '/small', connections: 100, threads: 2, seconds: duration }, ports.status, round, 'workers', true);
-      (scaling[c.name] ??= []).push(s);
-    }
-  }
-
-  // ---- 1 vs 2 workers on a CPU budget: each worker process capped at BUDGET_SHARE of a CPU
-  // (bench/cpu-budget.ts), so a second worker brings as much CPU again and wrk and the backend keep the rest.
-  const budgeted: Samples = {};
-  const budget = CpuBudget.open(BUDGET_SHARE);
-  const budgetSkipped = typeof budget === 'string' ? budget : '';
-  if (typeof budget !== 'string') {
-    process.on('exit', () => budget.release());
+  /** Rounds of wrk -t2 -c100 over the scalers; `around` wraps each measurement (the CPU budget). */
+  const scalingRounds = async (what: string, scenario: string, around?: { before(c: Contender): void; after(): void }): Promise<Samples> => {
+    const out: Samples = {};
     for (let round = 0; round < rounds; round++) {
-      process.stdout.write(`\nround ${round + 1}/${rounds} (unpinned, each worker capped at ${BUDGET_SHARE} of a CPU)\n`);
+      process.stdout.write(`\nround ${round + 1}/${rounds} (${what})\n`);
       for (const c of rotate(scalers, round)) {
-        budget.limit(processTree(c.pid).slice(1)); // the workers: nginx's master and perimeter's control process stay out of the path
+        around?.before(c);
         try {
-          const s = await measure(c, { port: c.port, path: '/small', connections: 100, threads: 2, seconds: duration }, ports.status, round, 'budget', true);
-          (budgeted[c.name] ??= []).push(s);
+          (out[c.name] ??= []).push(await measure(c, { port: c.port, path: '/small', connections: 100, threads: 2, seconds: duration }, ports.status, round, scenario, true));
         } finally {
-          budget.release();
+          around?.after();
         }
       }
     }
+    return out;
+  };
+  const scaling = await scalingRounds('unpinned, 1 vs 2 workers', 'workers');
+
+  // ---- 1 vs 2 workers on a CPU budget: each worker process capped at BUDGET_SHARE of a CPU
+  // (bench/cpu-budget.ts), so a second worker brings as much CPU again and wrk and the backend keep the rest.
+  const budget = CpuBudget.open(BUDGET_SHARE);
+  const budgetSkipped = typeof budget === 'string' ? budget : '';
+  let budgeted: Samples = {};
+  if (typeof budget !== 'string') {
+    process.on('exit', () => budget.release());
+    budgeted = await scalingRounds(`unpinned, each worker capped at ${BUDGET_SHARE} of a CPU`, 'budget', {
+      // The workers: nginx's master and perimeter's control process stay out of the path.
+      before: (c) => budget.limit(processTree(c.pid).slice(1)),
+      after: () => budget.release(),
+    });
   } else {
     process.stdout.write(`\n1 vs 2 workers on a CPU budget: skipped (${budget})\n`);
   }
@@ -943,14 +945,14 @@ async function main(): Promise<void> {
 
   const scalingRows = rows(scaling, 'nginx');
   printRows('1 vs 2 workers, unpinned, wrk -t2 -c100 (wrk and the backend share the two CPUs)', scalingRows, 'nginx');
-  const scale = (w2: string, w1: string): Summary => roundRatios((scaling[w2] ?? []).map((s) => s.rps), (scaling[w1] ?? []).map((s) => s.rps));
-  const perimeterScale = scale(perimeter2.name, perimeter.name);
-  const nginxScale = scale(nginx2.name, nginx.name);
+  /** Per-round ratio of 2 workers to 1 in `samples`. */
+  const scale = (samples: Samples, w2: Contender, w1: Contender): Summary => roundRatios((samples[w2.name] ?? []).map((s) => s.rps), (samples[w1.name] ?? []).map((s) => s.rps));
+  const perimeterScale = scale(scaling, perimeter2, perimeter);
+  const nginxScale = scale(scaling, nginx2, nginx);
   process.stdout.write(`scaling ×2 workers / ×1: perimeter ${perimeterScale.median.toFixed(2)}, nginx ${nginxScale.median.toFixed(2)}\n`);
   const budgetRows = budgetSkipped ? [] : rows(budgeted, 'nginx');
-  const budgetScale = (w2: string, w1: string): Summary => roundRatios((budgeted[w2] ?? []).map((s) => s.rps), (budgeted[w1] ?? []).map((s) => s.rps));
-  const perimeterBudgetScale = budgetScale(perimeter2.name, perimeter.name);
-  const nginxBudgetScale = budgetScale(nginx2.name, nginx.name);
+  const perimeterBudgetScale = scale(budgeted, perimeter2, perimeter);
+  const nginxBudgetScale = scale(budgeted, nginx2, nginx);
   if (!budgetSkipped) {
     printRows(`1 vs 2 workers on a CPU budget: each worker process capped at ${BUDGET_SHARE} of a CPU (cgroup CFS quota), unpinned, wrk -t2 -c100`, budgetRows, 'nginx');
     process.stdout.write(`scaling on a CPU budget ×2 workers / ×1: perimeter ${perimeterBudgetScale.median.toFixed(2)}, nginx ${nginxBudgetScale.median.toFixed(2)}\n`);

@@ -16,6 +16,7 @@
  *   ISP). An IPv6 range that contains all of ::ffff:0:0/96 is refused too.
  */
 import { isIP } from 'node:net';
+import { formatIpv6Groups } from '../net/cidr.js';
 import { AllowlistInputError } from './types.js';
 
 export const MIN_PREFIX_V4 = 8;
@@ -111,28 +112,11 @@ export function formatV4(n: number): string {
   return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
-/** RFC 5952 text: lower case, no leading zeros, the first longest run (2+) of zero groups as '::'. */
+/** RFC 5952 text (see formatIpv6Groups). */
 export function formatV6(v: bigint): string {
   const groups: number[] = [];
   for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (g: number[]): string => g.map((x) => x.toString(16)).join(':');
-  if (bestStart === -1) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+  return formatIpv6Groups(groups);
 }
 
 export function maskV4(n: number, prefix: number): number {

@@ -5,6 +5,7 @@
  * errors the same way.
  */
 import { isIP, isIPv6 } from 'node:net';
+import { formatIpv6Groups } from '../net/cidr.js';
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; message: string; fix: string };
 
@@ -225,25 +226,7 @@ function ipv6Bytes(a: string): number[] {
 function formatIPv6(bytes: number[]): string {
   const words: number[] = [];
   for (let i = 0; i < 16; i += 2) words.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  // Compress the longest run of zero words (RFC 5952).
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen && j - i > 1) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = words.map((w) => w.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatIpv6Groups(words);
 }
 
 function maskBytes(bytes: number[], len: number): number[] {

@@ -42,3 +42,30 @@ export function clientAddress(remote: string | undefined): string {
   if (!remote) return '';
   return remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote;
 }
+
+/**
+ * RFC 5952 text of an IPv6 address given as its eight 16-bit groups: lower
+ * case, no leading zeros, the first longest run of two or more zero groups
+ * as "::". The one formatter for config values, allowlist entries and PROXY
+ * headers.
+ */
+export function formatIpv6Groups(groups: readonly number[]): string {
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart === -1) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}

@@ -8,6 +8,7 @@
  * prefix of a header that could still be valid.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatIpv6Groups } from '../net/cidr.js';
 
 /** The 12-byte v2 signature. */
 export const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
@@ -143,29 +144,7 @@ function ipv6(buf: Buffer, at: number): string {
   if (mapped && buf[at + 10] === 0xff && buf[at + 11] === 0xff) return ipv4(buf, at + 12);
   const words: number[] = [];
   for (let i = 0; i < 8; i++) words.push(buf.readUInt16BE(at + 2 * i));
-  return formatIpv6Words(words);
-}
-
-function formatIpv6Words(words: readonly number[]): string {
-  // The longest run of two or more zero words becomes "::" (the first, on a tie).
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = words.map((w) => w.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatIpv6Groups(words);
 }
 
 /** "::ffff:192.0.2.7" → "192.0.2.7"; anything else unchanged. */
