@@ -262,3 +262,86 @@ test('TLS and TCP configurations: same certificate and groups; perimeter accepts
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('TLS floors: node:tls answers itself, or passes the request to a kept-alive backend and adds Connection: close', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { request } = await import('node:https');
+  const dir = mkdtempSync(join(tmpdir(), 'bench-tls-floor-'));
+  const backendRequests: string[] = [];
+  let backendConnections = 0;
+  const backend = createServer((s) => {
+    backendConnections++;
+    s.on('data', (d: Buffer) => {
+      backendRequests.push(d.toString('latin1'));
+      s.write('HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nbackend');
+    });
+  });
+  const children: ReturnType<typeof spawn>[] = [];
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], { stdio: 'ignore' });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const backendPort = (backend.address() as { port: number }).port;
+    const free = async (): Promise<number> => {
+      const s = createServer();
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+      const p = (s.address() as { port: number }).port;
+      await new Promise<void>((r) => s.close(() => r()));
+      return p;
+    };
+    const get = (port: number): Promise<{ status: number; connection: string; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, servername: 'localhost', path: '/small', rejectUnauthorized: false, agent: false }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: String(res.headers.connection), body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const started = async (mode: string): Promise<number> => {
+      const port = await free();
+      const child = spawn(process.execPath, ['dist/bench/tls-floor.js', mode, String(port), join(dir, 'c.pem'), join(dir, 'k.pem'), String(backendPort)], { stdio: 'ignore' });
+      children.push(child);
+      for (let i = 0; i < 100; i++) {
+        try {
+          await get(port);
+          return port;
+        } catch {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      throw new Error(`tls-floor ${mode} did not start`);
+    };
+    const answer = await get(await started('answer'));
+    assert.deepEqual(answer, { status: 200, connection: 'close', body: SMALL_BODY });
+    assert.equal(backendRequests.length, 0, 'answer mode never asks the backend');
+    const proxyPort = await started('proxy');
+    const before = backendRequests.length;
+    const proxied = [await get(proxyPort), await get(proxyPort), await get(proxyPort)];
+    for (const p of proxied) assert.deepEqual(p, { status: 200, connection: 'close', body: 'backend' });
+    assert.equal(backendRequests.length - before, 3);
+    assert.match(backendRequests.at(-1)!, /^GET \/small HTTP\/1\.1\r\n/);
+    assert.equal(backendConnections, 1, 'one backend connection, kept alive across client connections');
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    await new Promise<void>((r) => backend.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bench --only: names the scenarios it knows and refuses others before starting anything', async () => {
+  const run = (args: string[]): Promise<{ code: number | null; out: string }> =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, ['dist/bench/run.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('exit', (code) => resolve({ code, out }));
+    });
+  const help = await run(['--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.out, /--only LIST .*memory, http, tls, workers, reload, tcp/);
+  const bad = await run(['--only', 'tls,nope']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.out, /--only: unknown scenario nope \(known: memory, http, tls, workers, reload, tcp\)/);
+});
