@@ -753,12 +753,23 @@ async function main(): Promise<void> {
   };
 
   pinnedLayout();
-  // ---- memory per idle keep-alive client connection, first, while every proxy is fresh: after the
-  // loads a Node.js heap has room to spare and the RSS delta would understate. Pinned; clients on CPU 1.
+  // ---- memory per idle keep-alive client connection, on instances of their own started for it (fresh:
+  // after loads a Node.js heap has room to spare and the RSS delta would understate) and stopped after
+  // it (its 10,000 connections' garbage would weigh on the first round of the loads). Pinned; clients on CPU 1.
+  const memDir = join(dir, 'memory');
+  mkdirSync(memDir);
+  const memContenders = runs('memory')
+    ? [
+      await startNginx(memDir, 'nginx', await freePort(), ports.backend, 1),
+      await startHaproxy(memDir, await freePort(), ports.backend),
+      await startPerimeter(memDir, 'perimeter', await freePort(), ports.backend, 1),
+    ]
+    : [];
+  for (const c of memContenders) pin(c.pid, '0');
   const memory: Record<string, { connections: number; answered: number; failed: number; heldOpen: number; closedByProxy: number; rssBeforeKiB: number; rssAfterKiB: number; kibPerConnection: number; errors: Record<string, number> }> = {};
   if (runs('memory')) process.stdout.write(`\nmemory: ${idleConnections} idle keep-alive connections per proxy\n`);
   if (runs('memory') && fdLimit < idleConnections + 200) warn(`fd limit ${fdLimit} is below ${idleConnections} connections: raise it (ulimit -n 20000) or pass --connections`);
-  for (const c of runs('memory') ? [nginx, haproxy, perimeter] : []) {
+  for (const c of memContenders) {
     await httpGet(c.port, '/small');
     const before = await steadyRssKiB(c.pid);
     const helper = spawn('taskset', ['-c', '1', process.execPath, IDLE_CLIENTS, String(c.port), String(idleConnections), '3000', BENCH_HOST, '/small'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
@@ -802,6 +813,7 @@ async function main(): Promise<void> {
     process.stdout.write(`  ${c.name.padEnd(10)} RSS ${(before / 1024).toFixed(1)} → ${(after / 1024).toFixed(1)} MiB: ${m.kibPerConnection.toFixed(1)} KiB/connection; ${m.answered} answered, ${m.heldOpen} held open, ${m.failed} failed ${JSON.stringify(m.errors)}\n`);
     await sleep(1000); // let the proxy notice the closes before the next one
   }
+  for (const c of memContenders) await stop(c.child, 5000);
 
 
   // ---- per core: the proxy alone on CPU 0, backend and wrk on CPU 1
