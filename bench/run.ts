@@ -757,7 +757,7 @@ async function main(): Promise<void> {
   // after loads a Node.js heap has room to spare and the RSS delta would understate) and stopped after
   // it (its 10,000 connections' garbage would weigh on the first round of the loads). Pinned; clients on CPU 1.
   const memDir = join(dir, 'memory');
-  mkdirSync(memDir);
+  if (runs('memory')) mkdirSync(memDir);
   const memContenders = runs('memory')
     ? [
       await startNginx(memDir, 'nginx', await freePort(), ports.backend, 1),

@@ -19,7 +19,7 @@
  * a reload removes stops accepting; its sessions run until they end.
  */
 import net from 'node:net';
-import { returnSlab, takeSlab } from '../web/slabs.js';
+import { returnSlab, takeSlab } from '../net/slabs.js';
 import type { Logger } from '../core/log.js';
 import type { ServiceSpec, TcpListenerSpec } from '../config/types.js';
 import type { AllowEntry, AllowlistMatcher } from '../allowlist/types.js';
@@ -556,7 +556,7 @@ export class TcpProxy {
       // The pool's passive health hears every attempt (release decrements this).
       backend.inflight++;
       const t0 = performance.now();
-      // Backend reads land straight in reusable slabs (../web/slabs.ts) that
+      // Backend reads land straight in reusable slabs (../net/slabs.ts) that
       // go back to the free list when the client write is done: a bulk
       // download allocates nothing per read (see Session.start).
       const sink: BackendSink = { session: undefined, early: [] };

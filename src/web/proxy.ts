@@ -33,7 +33,7 @@ import {
   type ResponseHead,
 } from './http1.js';
 import { errorResponse, wantsJson } from './respond.js';
-import { returnSlab, SLAB_BYTES, SLAB_MIN, takeSlab } from './slabs.js';
+import { returnSlab, SLAB_BYTES, SLAB_MIN, takeSlab } from '../net/slabs.js';
 import { findRoute } from './routes.js';
 import { clientAddressForGeo, type GeoLookup } from '../geo/lookup.js';
 import type { ConnPools, UpstreamError, UpstreamLink, UpstreamOwner } from './upstream-conn.js';
@@ -1154,7 +1154,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     const first = head === null ? '' : `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
     const hl = head === null ? 0 : first.length + RUNS.bytes + tail.length;
     const size = hl + end - start;
-    // Large copies go to a reusable slab (./slabs.ts), returned when the
+    // Large copies go to a reusable slab (../net/slabs.ts), returned when the
     // socket has written it; HTTP/2 streams' sockets take no callback.
     const slab = size >= SLAB_MIN && size <= SLAB_BYTES && this.client.socket instanceof net.Socket ? takeSlab() : null;
     const out = slab === null ? Buffer.allocUnsafe(size) : slab.subarray(0, size);

@@ -7,7 +7,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { startUpstream } from '../helpers/upstream.js';
 import { rawRequest, startPerimeter } from '../helpers/perimeter.js';
 import { webConfig } from './fixtures.js';
-import { freeSlabs } from '../../src/web/slabs.js';
+import { freeSlabs } from '../../src/net/slabs.js';
 
 function get(url: string, headers: Record<string, string> = {}, agent?: http.Agent): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {

@@ -1,8 +1,8 @@
 /**
- * Reusable buffers for the large copies of the request path.
+ * Reusable buffers for the large copies of the web and TCP proxies.
  *
- * Reads land in one shared buffer per process (upstream-conn.ts, proxy.ts
- * adoptSocket), so every byte forwarded is first copied into a buffer the
+ * Web reads land in one shared buffer per process (web/upstream-conn.ts,
+ * web/proxy.ts adoptSocket), so every byte forwarded is first copied into a buffer the
  * write can keep. Small copies come from Node's own Buffer pool; a large one
  * (a 64 KiB body read) would be a fresh allocation outside the V8 heap each
  * time, whose churn makes V8 schedule full garbage collections (seen as a
@@ -20,7 +20,7 @@ const MAX_FREE = 32;
 
 const free: Buffer[] = [];
 
-/** A buffer of at least `size` bytes (a slab when SLAB_MIN ≤ size ≤ SLAB_BYTES); use `subarray(0, size)` of it. */
+/** A free slab of SLAB_BYTES (a new one when none is free); callers use `subarray(0, size)` of it. */
 export function takeSlab(): Buffer {
   return free.pop() ?? Buffer.allocUnsafe(SLAB_BYTES);
 }
