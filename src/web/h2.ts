@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { Errors } from '../core/errors.js';
-import { ChunkedParser, findHeadEnd, isHopByHop, NEED_MORE, parseResponseHead, type ResponseHead } from './http1.js';
+import { ChunkedParser, fieldList, findHeadEnd, isHopByHop, NEED_MORE, parseResponseHead, type ResponseHead } from './http1.js';
 import { ClientConn, type ListenerState } from './proxy.js';
 
 const {
@@ -333,11 +333,14 @@ class StreamSocket extends EventEmitter {
         }
         off += len;
         if (resp.status < 200) {
-          if (resp.status !== 101) this.safely(() => this.stream.additionalHeaders(h2Headers(resp)));
+          if (resp.status !== 101) {
+            const interim = h2Headers(resp, buf);
+            this.safely(() => this.stream.additionalHeaders(interim));
+          }
           continue;
         }
         this.buf = null;
-        this.startResponse(resp);
+        this.startResponse(resp, h2Headers(resp, buf));
         return off < buf.length ? this.body(buf.subarray(off)) : true;
       }
     }
@@ -345,9 +348,9 @@ class StreamSocket extends EventEmitter {
     return true;
   }
 
-  private startResponse(resp: ResponseHead): void {
+  /** `headers`: the response's fields for HTTP/2 (made while the buffer holding the head was still valid). */
+  private startResponse(resp: ResponseHead, headers: http2.OutgoingHttpHeaders): void {
     const noBody = this.headRequest || resp.status === 204 || resp.status === 304 || resp.bodyLength === 0;
-    const headers = h2Headers(resp);
     if (noBody) {
       this.state = Resp.Done;
       this.responseDone = true;
@@ -464,10 +467,10 @@ function addTrailer(out: http2.OutgoingHttpHeaders, line: string): void {
   else out[name] = [String(prev), value];
 }
 
-/** HTTP/1.1 response head → HTTP/2 header block: lower-case, no connection-specific fields. */
-function h2Headers(resp: ResponseHead): http2.OutgoingHttpHeaders {
+/** HTTP/1.1 response head (parsed from `buf`) → HTTP/2 header block: lower-case, no connection-specific fields. */
+function h2Headers(resp: ResponseHead, buf: Buffer): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = { ':status': resp.status };
-  for (const f of resp.headers) {
+  for (const f of fieldList(resp.fields, buf)) {
     const n = f.name;
     if (CONNECTION_SPECIFIC.has(n) || isHopByHop(n, resp.connectionTokens)) continue;
     if (n === 'content-length' && resp.bodyLength === -2) continue;

@@ -21,14 +21,28 @@ import type { Outcome, PickResult } from '../upstream/types.js';
 import { clientAddress, type CidrSet } from '../net/cidr.js';
 import {
   ChunkedParser,
+  copyBytes,
+  F_CONTENT_LENGTH,
+  F_FORWARDED,
+  F_STRICT_TRANSPORT_SECURITY,
+  F_TRANSFER_ENCODING,
+  F_X_FORWARDED_FOR,
+  F_X_FORWARDED_HOST,
+  F_X_FORWARDED_PORT,
+  F_X_FORWARDED_PROTO,
+  F_X_REAL_IP,
+  F_X_REQUEST_ID,
+  FIELD_STRIDE,
+  fieldNameIs,
   findHeadEnd,
   HeadRuns,
-  isHopByHop,
+  HostCache,
+  isHopByHopField,
   NEED_MORE,
   ParseError,
   parseRequestHead,
   parseResponseHead,
-  type Header,
+  type LoggedField,
   type RequestHead,
   type ResponseHead,
 } from './http1.js';
@@ -100,8 +114,8 @@ export interface RequestRecord {
   target: string;
   /** 'HTTP/1.0' or 'HTTP/1.1' ('' when the request line was unreadable). */
   httpVersion: string;
-  /** The request's header fields as received (not copied; read-only). Empty when unparseable. */
-  headers: readonly Header[];
+  /** The request fields records keep (User-Agent, Referer, Cookie, Authorization). Empty when unparseable. */
+  headers: readonly LoggedField[];
   /** Response status from the backend, 0 when perimeter answered itself. */
   upstreamStatus: number;
   site: string;
@@ -140,8 +154,9 @@ export interface ListenerState {
 /** Methods that may be retried after a reset (RFC 9110 §9.2.2); `perimeter explain` uses the same set. */
 export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const ACME_PREFIX = '/.well-known/acme-challenge/';
-/** Client-sent values of these are dropped unless the peer is a trusted proxy. */
-const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'x-request-id']);
+/** Client-sent values of these are dropped unless the peer is a trusted proxy (field name ids, see http1.ts). */
+const FORWARDING = new Uint8Array(32);
+for (const id of [F_FORWARDED, F_X_FORWARDED_FOR, F_X_FORWARDED_PROTO, F_X_FORWARDED_HOST, F_X_FORWARDED_PORT, F_X_REAL_IP, F_X_REQUEST_ID]) FORWARDING[id] = 1;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** The kept header lines of the head being forwarded (synchronous, so one serves every exchange). */
 const RUNS = new HeadRuns();
@@ -238,6 +253,8 @@ export class ClientConn implements Expirable {
   fwdRoutes: ListenerRoutes | null = null;
   fwdHost = '';
   fwdText = '';
+  /** The Host strings of the last request (see HostCache). */
+  readonly hostCache = new HostCache();
 
   constructor(socket: net.Socket, listener: ListenerState) {
     this.socket = socket;
@@ -383,7 +400,7 @@ export class ClientConn implements Expirable {
         if (shared) this.pending = Buffer.from(buf);
         return;
       }
-      head = parseRequestHead(buf, 0, len, routes.limits);
+      head = parseRequestHead(buf, 0, len, routes.limits, this.hostCache);
     } catch (e) {
       if (e instanceof ParseError) this.reject(e.def, e.detail);
       else this.reject(Errors.INTERNAL, String(e));
@@ -479,7 +496,7 @@ export class ClientConn implements Expirable {
   }
 }
 
-const NO_HEADERS: readonly Header[] = Object.freeze([]);
+const NO_HEADERS: readonly LoggedField[] = Object.freeze([]);
 
 /** An HTTP/2 stream's in-memory socket (./h2.ts) says which version the client spoke, for the record. */
 function viaVersion(socket: net.Socket): string | undefined {
@@ -574,7 +591,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     rec.method = head.method;
     rec.target = head.target;
     rec.httpVersion = viaVersion(client.socket) ?? (head.version === 1 ? 'HTTP/1.1' : 'HTTP/1.0');
-    rec.headers = head.headers;
+    rec.headers = head.logged;
     this.rec = rec;
     this.requestBodyDone = head.bodyLength === -1;
     if (head.bodyLength > 0) this.bodyRemaining = head.bodyLength;
@@ -593,8 +610,8 @@ export class Exchange implements UpstreamOwner, Expirable {
       rest = null;
     }
     const trusted = this.client.trustedBy(this.routes);
-    const fromTrusted = trusted ? head.headers.find((h) => h.name === 'x-request-id') : undefined;
-    const id = fromTrusted && REQUEST_ID.test(fromTrusted.value) ? fromTrusted.value : nextRequestId();
+    const fromTrusted = trusted ? head.requestId : '';
+    const id = fromTrusted !== '' && REQUEST_ID.test(fromTrusted) ? fromTrusted : nextRequestId();
     this.rec.requestId = id;
 
     const limits = this.routes.limits;
@@ -652,29 +669,26 @@ export class Exchange implements UpstreamOwner, Expirable {
     const h = this.head;
     const ct = h.connectionTokens;
     const runs = RUNS.reset();
-    let xff = '';
-    let fwd = '';
-    let proto = '';
-    let fhost = '';
+    // The request line goes on as received when it is `METHOD target HTTP/1.1` (else it is written below).
+    if (h.lineForwardable) runs.keepRange(h.lineStart, h.lineEnd);
     const geo = this.routes.geo;
-    const headers = h.headers;
-    for (let i = 0; i < headers.length; i++) {
-      const f = headers[i]!;
-      const n = f.name;
-      if (isHopByHop(n, ct)) continue;
+    const fields = h.fields;
+    for (let f = 0, i = 0; f < fields.length; f += FIELD_STRIDE, i++) {
+      if (isHopByHopField(fields, i, src, ct)) continue;
       // Geo headers are perimeter's: whatever a client sent under their names goes.
-      if (geo !== undefined && (n === geo.countryHeader || n === geo.asnHeader)) continue;
-      if (FORWARDING.has(n)) {
-        if (!trusted) continue;
-        if (n === 'x-forwarded-for') xff = xff ? `${xff}, ${f.value}` : f.value;
-        else if (n === 'forwarded') fwd = fwd ? `${fwd}, ${f.value}` : f.value;
-        else if (n === 'x-forwarded-proto') proto = f.value;
-        else if (n === 'x-forwarded-host') fhost = f.value;
-        else if (n === 'x-forwarded-port' || n === 'x-real-ip') runs.keep(h.spans, i);
+      if (geo !== undefined && (fieldNameIs(fields, i, src, geo.countryHeader) || fieldNameIs(fields, i, src, geo.asnHeader))) continue;
+      const nameId = fields[f + 3]!;
+      if (FORWARDING[nameId] === 1) {
+        // From a trusted proxy: X-Forwarded-For/-Proto/-Host and Forwarded are merged below, these two go on.
+        if (trusted && (nameId === F_X_FORWARDED_PORT || nameId === F_X_REAL_IP)) runs.keep(fields, i);
         continue;
       }
-      runs.keep(h.spans, i);
+      runs.keep(fields, i);
     }
+    const xff = trusted ? h.xForwardedFor : '';
+    const fwd = trusted ? h.forwarded : '';
+    const proto = trusted ? h.xForwardedProto : '';
+    const fhost = trusted ? h.xForwardedHost : '';
     const client = this.client;
     const ip = client.ip;
     let s: string;
@@ -699,7 +713,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     if (h.bodyLength === -2) s += 'Transfer-Encoding: chunked\r\n';
     if (h.upgrade) s += `Connection: upgrade\r\nUpgrade: ${h.upgrade}\r\n`;
     s += '\r\n';
-    const first = `${h.method} ${h.target} HTTP/1.1\r\n`;
+    const first = h.lineForwardable ? '' : `${h.method} ${h.target} HTTP/1.1\r\n`;
     const out = Buffer.allocUnsafe(first.length + runs.bytes + s.length);
     runs.write(out, 0, first, src, s);
     return out;
@@ -1033,7 +1047,7 @@ export class Exchange implements UpstreamOwner, Expirable {
         // Interim response: pass 100 on only to a client that asked, others
         // (103 Early Hints...) only to HTTP/1.1 clients.
         if ((resp.status !== 100 || this.head.expectContinue) && this.head.version === 1) {
-          this.writeOut(resp, this.responseHead(resp, false), buf, off, off);
+          this.writeOut(resp, this.responseHead(resp, buf, false), buf, off, off);
         }
         continue;
       }
@@ -1061,7 +1075,7 @@ export class Exchange implements UpstreamOwner, Expirable {
       const early = this.client.enterTunnel();
       this.respState = RespState.Body;
       this.respHeadSent = true;
-      this.writeOut(resp, this.responseHead(resp, false), buf, off, buf.length);
+      this.writeOut(resp, this.responseHead(resp, buf, false), buf, off, buf.length);
       // Client bytes that arrived after the upgrade request belong to the tunnel.
       if (early) this.onClientTunnelData(early);
       return;
@@ -1093,7 +1107,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     }
     if (!upstreamKeep) this.upstreamReusable = false;
     if (!this.requestBodyDone) this.keepClient = false; // answered before the body ended
-    const tail = this.responseHead(resp, dechunk);
+    const tail = this.responseHead(resp, buf, dechunk);
     this.respHeadSent = true;
     if (this.respState === RespState.Done) {
       if (off < buf.length) this.upstreamReusable = false;
@@ -1111,30 +1125,32 @@ export class Exchange implements UpstreamOwner, Expirable {
   private upstreamReusable = true;
 
   /**
-   * The response head for the client: keeps the backend's header lines that
-   * go on in RUNS and returns the fields perimeter adds, with the final CRLF
-   * (latin1 text: every character is one byte). writeOut puts them together.
+   * The response head for the client: keeps the status line when it can go
+   * on as is and the backend's header lines that go on in RUNS (they lie in
+   * `buf`), and returns the fields perimeter adds, with the final CRLF (latin1
+   * text: every character is one byte). writeOut puts them together.
    */
-  private responseHead(resp: ResponseHead, dechunk: boolean): string {
+  private responseHead(resp: ResponseHead, buf: Buffer, dechunk: boolean): string {
     const ct = resp.connectionTokens;
     const runs = RUNS.reset();
+    if (resp.lineForwardable) runs.keepRange(resp.lineStart, resp.lineEnd);
     let s = '';
-    const headers = resp.headers;
-    for (let i = 0; i < headers.length; i++) {
-      const n = headers[i]!.name;
-      if (n === 'transfer-encoding') {
+    const fields = resp.fields;
+    for (let f = 0, i = 0; f < fields.length; f += FIELD_STRIDE, i++) {
+      const nameId = fields[f + 3]!;
+      if (nameId === F_TRANSFER_ENCODING) {
         if (!dechunk && resp.bodyLength === -2) s += 'Transfer-Encoding: chunked\r\n';
         continue;
       }
-      if (n === 'content-length' && resp.bodyLength === -2) continue;
-      if (isHopByHop(n, ct)) continue;
+      if (nameId === F_CONTENT_LENGTH && resp.bodyLength === -2) continue;
+      if (isHopByHopField(fields, i, buf, ct)) continue;
       // HSTS is perimeter's (a security default), whatever the backend says.
-      if (n === 'strict-transport-security' && this.routes.hsts) continue;
-      runs.keep(resp.spans, i);
+      if (nameId === F_STRICT_TRANSPORT_SECURITY && this.routes.hsts) continue;
+      runs.keep(fields, i);
     }
     s += this.routes.hsts;
     if (resp.status === 101) {
-      s += `Connection: upgrade\r\nUpgrade: ${resp.headers.find((h) => h.name === 'upgrade')?.value ?? this.head.upgrade}\r\n`;
+      s += `Connection: upgrade\r\nUpgrade: ${resp.upgrade || this.head.upgrade}\r\n`;
     } else if (resp.status >= 200) {
       if (!this.keepClient || this.client.closeAfterExchange || this.client.listener.draining) s += 'Connection: close\r\n';
       else if (this.head.version === 0) s += 'Connection: keep-alive\r\n';
@@ -1144,14 +1160,23 @@ export class Exchange implements UpstreamOwner, Expirable {
   }
 
   /**
-   * Write a response head (when `head` is given: its status line, the lines
-   * responseHead kept in RUNS, which lie in `buf`, and `tail`) and
-   * `buf[start, end)` to the client as one new Buffer: one write, one
-   * syscall; and a copy, because `buf` may be the upstream read buffer,
-   * reused by the next read.
+   * Write a response head (when `head` is given: its status line, unless
+   * RUNS holds it, the lines responseHead kept in RUNS, which lie in `buf`,
+   * and `tail`) and `buf[start, end)` to the client as one new Buffer: one
+   * write, one syscall; and a copy, because `buf` may be the upstream read
+   * buffer, reused by the next read. With a head, `start` is where it ended.
    */
   private writeOut(head: ResponseHead | null, tail: string, buf: Buffer, start: number, end: number): boolean {
-    const first = head === null ? '' : `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
+    let first = '';
+    if (head !== null) {
+      if (!head.lineForwardable) first = `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
+      if (tail === '\r\n') {
+        // Nothing added: the head's own final CRLF and the body follow the kept lines as one run.
+        RUNS.keepRange(start - 2, end);
+        tail = '';
+        start = end;
+      }
+    }
     const hl = head === null ? 0 : first.length + RUNS.bytes + tail.length;
     const size = hl + end - start;
     // Large copies go to a reusable slab (../net/slabs.ts), returned when the
@@ -1159,7 +1184,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     const slab = size >= SLAB_MIN && size <= SLAB_BYTES && this.client.socket instanceof net.Socket ? takeSlab() : null;
     const out = slab === null ? Buffer.allocUnsafe(size) : slab.subarray(0, size);
     if (head !== null) RUNS.write(out, 0, first, buf, tail);
-    if (end > start) buf.copy(out, hl, start, end);
+    if (end > start) copyBytes(buf, start, end, out, hl);
     this.rec.bytesOut += size;
     if (slab === null) return this.client.socket.write(out);
     return this.client.socket.write(out, () => returnSlab(slab));
@@ -1252,8 +1277,7 @@ export class Exchange implements UpstreamOwner, Expirable {
       return;
     }
     const close = closeClient || !this.keepClient || def.source === 'downstream';
-    const accept = this.head.headers.find((h) => h.name === 'accept')?.value;
-    const out = errorResponse(def, this.rec.requestId || nextRequestId(), wantsJson(accept), close, this.routes.hsts);
+    const out = errorResponse(def, this.rec.requestId || nextRequestId(), wantsJson(this.head.accept), close, this.routes.hsts);
     this.rec.bytesOut += out.length;
     this.respHeadSent = true;
     this.client.socket.write(out);

@@ -11,7 +11,7 @@ const [file = 'stdout', countText = '1000', tag = 'w', padText = '0'] = process.
 const count = Number(countText);
 const pad = 'x'.repeat(Number(padText));
 const log = AccessLog.open(file, { onError: (err) => process.stderr.write(`access log error: ${err.message}\n`) });
-const rec = sampleRecord({ headers: [{ name: 'user-agent', rawName: 'User-Agent', value: `load/${tag} ${pad}` }] });
+const rec = sampleRecord({ headers: [{ name: 'user-agent', value: `load/${tag} ${pad}` }] });
 
 let seq = 0;
 function batch(): void {
