@@ -10,6 +10,12 @@ export interface Expirable {
   /** Absolute coarse time (ms) at which `expire` runs; 0 = none. */
   deadline: number;
   expire(now: number): void;
+  /**
+   * An item whose deadline is checked along with this one's, without being
+   * tracked itself: a client connection's current exchange (one Set add and
+   * delete per request were a measurable share of a small request's cost).
+   */
+  readonly dependent?: Expirable | null;
 }
 
 class Sweeper {
@@ -33,19 +39,23 @@ class Sweeper {
   private tick(): void {
     const now = (this.now = Date.now());
     for (const item of this.items) {
-      if (item.deadline !== 0 && item.deadline <= now) {
-        item.deadline = 0;
-        try {
-          item.expire(now);
-        } catch {
-          // expire handlers close sockets; a throw must not stop the sweep
-        }
-      }
+      if (item.deadline !== 0 && item.deadline <= now) expire(item, now);
+      const d = item.dependent;
+      if (d != null && d.deadline !== 0 && d.deadline <= now) expire(d, now);
     }
     if (this.items.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
     }
+  }
+}
+
+function expire(item: Expirable, now: number): void {
+  item.deadline = 0;
+  try {
+    item.expire(now);
+  } catch {
+    // expire handlers close sockets; a throw must not stop the sweep
   }
 }
 

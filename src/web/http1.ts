@@ -1024,12 +1024,14 @@ export function parseResponseHeadReference(buf: Buffer, start: number, len: numb
  * again. One scratch instance serves every head: building one is synchronous.
  */
 export class HeadRuns {
+  /** Start and end of each run; the first `n` numbers are this head's (reset keeps the array: no resize per head). */
   private readonly runs: number[] = [];
+  private n = 0;
   /** Bytes in the runs. */
   bytes = 0;
 
   reset(): this {
-    this.runs.length = 0;
+    this.n = 0;
     this.bytes = 0;
     return this;
   }
@@ -1037,9 +1039,14 @@ export class HeadRuns {
   /** Keep the bytes [start, end) of the source. */
   keepRange(start: number, end: number): void {
     const r = this.runs;
-    const n = r.length;
-    if (n > 0 && r[n - 1] === start) r[n - 1] = end;
-    else r.push(start, end);
+    const n = this.n;
+    if (n > 0 && r[n - 1] === start) {
+      r[n - 1] = end;
+    } else {
+      r[n] = start;
+      r[n + 1] = end;
+      this.n = n + 2;
+    }
     this.bytes += end - start;
   }
 
@@ -1055,7 +1062,7 @@ export class HeadRuns {
   write(out: Buffer, at: number, first: string, src: Buffer, tail: string): number {
     let o = first.length > 0 ? at + latin1Write(out, first, at) : at;
     const r = this.runs;
-    for (let i = 0; i < r.length; i += 2) o = copyBytes(src, r[i]!, r[i + 1]!, out, o);
+    for (let i = 0; i < this.n; i += 2) o = copyBytes(src, r[i]!, r[i + 1]!, out, o);
     if (tail.length > 0) o += latin1Write(out, tail, o);
     return o;
   }

@@ -13,6 +13,7 @@
  */
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { Errors, type ErrorDef } from '../core/errors.js';
 import { coarseNow, sweeper, type Expirable } from '../core/clock.js';
 import type { ClusterSpec, LimitSpec, RetrySpec, SiteSpec, TimeoutSpec } from '../config/types.js';
@@ -38,6 +39,7 @@ import {
   HeadRuns,
   HostCache,
   isHopByHopField,
+  latin1Write,
   NEED_MORE,
   ParseError,
   parseRequestHead,
@@ -249,10 +251,15 @@ export class ClientConn implements Expirable {
   /** Whether the peer is a trusted proxy, for `trustedRoutes` (a reload brings new routes). */
   private trusted = false;
   private trustedRoutes: ListenerRoutes | null = null;
-  /** The forwarding fields of the last request without forwarded values to merge, for `fwdRoutes` and Host `fwdHost`. */
+  /**
+   * perimeter's fields of the last request without forwarded values to
+   * merge (forwarding and geolocation), as bytes, for `fwdRoutes`, Host
+   * `fwdHost` and geolocation lines `fwdGeo`: a keep-alive client repeats them.
+   */
   fwdRoutes: ListenerRoutes | null = null;
   fwdHost = '';
-  fwdText = '';
+  fwdGeo = '';
+  fwdBytes: Buffer = EMPTY;
   /** The Host strings of the last request (see HostCache). */
   readonly hostCache = new HostCache();
 
@@ -288,6 +295,11 @@ export class ClientConn implements Expirable {
     listener.clients.add(this);
     sweeper.add(this);
     this.setIdle();
+  }
+
+  /** The current exchange's deadlines (connect, response) are swept with the connection's (see Expirable). */
+  get dependent(): Exchange | null {
+    return this.exchange;
   }
 
   trustedBy(routes: ListenerRoutes): boolean {
@@ -497,6 +509,7 @@ export class ClientConn implements Expirable {
 }
 
 const NO_HEADERS: readonly LoggedField[] = Object.freeze([]);
+const EMPTY = Buffer.alloc(0);
 
 /** An HTTP/2 stream's in-memory socket (./h2.ts) says which version the client spoke, for the record. */
 function viaVersion(socket: net.Socket): string | undefined {
@@ -691,31 +704,31 @@ export class Exchange implements UpstreamOwner, Expirable {
     const fhost = trusted ? h.xForwardedHost : '';
     const client = this.client;
     const ip = client.ip;
-    let s: string;
+    let fixed: Buffer;
     if (xff === '' && fwd === '' && proto === '' && fhost === '') {
       // Nothing to merge from a trusted proxy: the same fields for every
       // request of this connection with this Host, kept on the connection.
-      if (client.fwdRoutes !== this.routes || client.fwdHost !== h.hostHeader) {
+      const geoLines = geo !== undefined ? geo.headers(ip) : '';
+      if (client.fwdRoutes !== this.routes || client.fwdHost !== h.hostHeader || client.fwdGeo !== geoLines) {
         client.fwdRoutes = this.routes;
         client.fwdHost = h.hostHeader;
-        client.fwdText = this.forwardingFields('', '', '', '');
+        client.fwdGeo = geoLines;
+        client.fwdBytes = Buffer.from(this.forwardingFields('', '', '', '') + geoLines, 'latin1');
       }
-      s = client.fwdText;
+      fixed = client.fwdBytes;
     } else {
-      s = this.forwardingFields(xff, fwd, proto, fhost);
+      // The real client for geolocation: behind trusted proxies, the right-most untrusted X-Forwarded-For entry.
+      const geoClient = trusted && xff ? clientAddressForGeo(ip, xff, (a) => this.routes.trusted.has(a)) : ip;
+      fixed = Buffer.from(this.forwardingFields(xff, fwd, proto, fhost) + (geo !== undefined ? geo.headers(geoClient) : ''), 'latin1');
     }
-    s += `X-Request-Id: ${id}\r\n`;
-    if (geo !== undefined) {
-      // The real client: behind trusted proxies, the right-most untrusted X-Forwarded-For entry.
-      const client = trusted && xff ? clientAddressForGeo(ip, xff, (a) => this.routes.trusted.has(a)) : ip;
-      s += geo.headers(client);
-    }
-    if (h.bodyLength === -2) s += 'Transfer-Encoding: chunked\r\n';
-    if (h.upgrade) s += `Connection: upgrade\r\nUpgrade: ${h.upgrade}\r\n`;
-    s += '\r\n';
+    let tail = `X-Request-Id: ${id}\r\n`;
+    if (h.bodyLength === -2) tail += 'Transfer-Encoding: chunked\r\n';
+    if (h.upgrade) tail += `Connection: upgrade\r\nUpgrade: ${h.upgrade}\r\n`;
+    tail += '\r\n';
     const first = h.lineForwardable ? '' : `${h.method} ${h.target} HTTP/1.1\r\n`;
-    const out = Buffer.allocUnsafe(first.length + runs.bytes + s.length);
-    runs.write(out, 0, first, src, s);
+    const out = Buffer.allocUnsafe(first.length + runs.bytes + fixed.length + tail.length);
+    const o = copyBytes(fixed, 0, fixed.length, out, runs.write(out, 0, first, src, ''));
+    latin1Write(out, tail, o);
     return out;
   }
 
@@ -835,7 +848,6 @@ export class Exchange implements UpstreamOwner, Expirable {
     this.respState = RespState.Head;
     this.respBuf = null;
     this.upstreamBytes = 0;
-    sweeper.add(this);
     if (conn.connected) {
       this.deadlineKind = 'response';
       this.deadline = coarseNow() + route.timeouts.responseMs;
@@ -993,7 +1005,6 @@ export class Exchange implements UpstreamOwner, Expirable {
     const c = this.conn;
     this.conn = null;
     this.deadline = 0;
-    sweeper.delete(this);
     if (c) c.destroy();
   }
 
@@ -1071,7 +1082,6 @@ export class Exchange implements UpstreamOwner, Expirable {
       }
       this.tunnel = true;
       this.deadline = 0;
-      sweeper.delete(this);
       const early = this.client.enterTunnel();
       this.respState = RespState.Body;
       this.respHeadSent = true;
@@ -1257,7 +1267,6 @@ export class Exchange implements UpstreamOwner, Expirable {
     const conn = this.conn;
     this.conn = null;
     this.deadline = 0;
-    sweeper.delete(this);
     if (conn) {
       if (this.upstreamReusable && !conn.closed) conn.release();
       else conn.destroy();
@@ -1366,7 +1375,6 @@ export class Exchange implements UpstreamOwner, Expirable {
       this.conn = null;
     }
     this.deadline = 0;
-    sweeper.delete(this);
     const rec = this.rec;
     rec.durationMs = performance.now() - this.t0;
     rec.bytesIn += this.head.headLength + this.bodyBytes;

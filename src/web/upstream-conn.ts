@@ -101,6 +101,8 @@ export class UpstreamConn implements Expirable, UpstreamLink {
       }
     });
     socket.on('drain', () => this.guard(() => this.owner?.onUpstreamDrain(this)));
+    // Tracked for its whole life; the deadline is set only while it is idle.
+    sweeper.add(this);
   }
 
   /** Returns true: reading goes on (pause()/resume() are the flow control). */
@@ -178,7 +180,6 @@ export class BackendConnPool {
     while (conn && (conn.closed || conn.socket.destroyed)) conn = this.idle.pop();
     if (conn) {
       conn.deadline = 0;
-      sweeper.delete(conn);
       conn.owner = owner;
       conn.reuses++;
       return conn;
@@ -195,7 +196,6 @@ export class BackendConnPool {
     conn.owner = null;
     if (conn.socket.isPaused()) conn.socket.resume();
     conn.deadline = coarseNow() + this.idleTimeoutMs;
-    sweeper.add(conn);
     this.idle.push(conn);
   }
 
