@@ -144,6 +144,61 @@ export function roundRatios(contender: readonly number[], reference: readonly nu
   return r.length ? summarize(r) : { median: Number.NaN, min: Number.NaN, max: Number.NaN, n: 0 };
 }
 
+/** What perimeter or a Node.js peer did in the per-core scenarios of one run. */
+export interface PeerFigures {
+  /** req/s per round, in round order, small (100 B) and 64 KiB responses. */
+  readonly smallRps: readonly number[];
+  readonly largeRps: readonly number[];
+  /** Latency added over the direct backend at one connection (µs), median over rounds. */
+  readonly addedP50Us: number;
+  readonly addedP99Us: number;
+}
+
+export interface PeerComparison {
+  readonly peer: string;
+  /** perimeter's req/s ÷ the peer's, median of the per-round ratios (target ≥ PEER_FACTOR). */
+  readonly small: Summary;
+  readonly large: Summary;
+  /** perimeter's added latency ÷ the peer's (target ≤ 1 / PEER_FACTOR); NaN when the peer added none. */
+  readonly p50: number;
+  readonly p99: number;
+  readonly met: boolean;
+}
+
+/** Issue 4: perimeter must be "never below 2× Fastify/http-proxy". */
+export const PEER_FACTOR = 2;
+
+/**
+ * The "≥ 2× Fastify/http-proxy" rule against one peer measured in the same
+ * run: throughput ratios within each round (as every ratio of the bench) on
+ * small and 64 KiB responses at least PEER_FACTOR, and perimeter's added
+ * latency at one connection, p50 and p99, at most 1/PEER_FACTOR of the peer's.
+ * The latency rule compares the added latencies themselves, not their ratio,
+ * so it still decides when the peer's is zero or below; a missing figure
+ * (NaN) is never met.
+ */
+export function versusPeer(peer: string, perimeter: PeerFigures, other: PeerFigures): PeerComparison {
+  const small = roundRatios(perimeter.smallRps, other.smallRps);
+  const large = roundRatios(perimeter.largeRps, other.largeRps);
+  const latencyRatio = (mine: number, theirs: number): number => (theirs > 0 ? mine / theirs : Number.NaN);
+  const halfOrLess = (mine: number, theirs: number): boolean => mine * PEER_FACTOR <= theirs; // false for NaN
+  return {
+    peer,
+    small,
+    large,
+    p50: latencyRatio(perimeter.addedP50Us, other.addedP50Us),
+    p99: latencyRatio(perimeter.addedP99Us, other.addedP99Us),
+    met: small.median >= PEER_FACTOR && large.median >= PEER_FACTOR
+      && halfOrLess(perimeter.addedP50Us, other.addedP50Us) && halfOrLess(perimeter.addedP99Us, other.addedP99Us),
+  };
+}
+
+/** One peer's ratios for the targets table, in the order small, 64k, p50, p99: "Fastify 2.61×, 2.10×, 0.31, 0.12". */
+export function formatPeerComparison(c: PeerComparison): string {
+  const x = (v: number, unit = ''): string => (Number.isFinite(v) ? `${v.toFixed(2)}${unit}` : '–');
+  return `${c.peer} ${x(c.small.median, '×')}, ${x(c.large.median, '×')}, ${x(c.p50)}, ${x(c.p99)}`;
+}
+
 /** Round i runs the contenders rotated by i, so none is always first (cold) or last. */
 export function rotate<T>(items: readonly T[], round: number): T[] {
   const k = items.length ? round % items.length : 0;

@@ -20,6 +20,9 @@ import {
   haproxyTcpConf,
   perimeterTlsPlatformYaml,
   perimeterTcpPlatformYaml,
+  versusPeer,
+  formatPeerComparison,
+  type PeerFigures,
 } from '../../bench/harness.js';
 import { loadConfig } from '../../src/config/load.js';
 
@@ -344,4 +347,34 @@ test('bench --only: names the scenarios it knows and refuses others before start
   const bad = await run(['--only', 'tls,nope']);
   assert.equal(bad.code, 2);
   assert.match(bad.out, /--only: unknown scenario nope \(known: memory, http, tls, workers, reload, tcp\)/);
+});
+
+test('≥ 2× a Node.js peer: per-round throughput ratios ≥ 2 on small and 64 KiB, added latency ≤ half at p50 and p99', () => {
+  const perimeter: PeerFigures = { smallRps: [30_000, 20_000, 28_000], largeRps: [10_000, 9_000, 9_500], addedP50Us: 60, addedP99Us: 400 };
+  const peer: PeerFigures = { smallRps: [12_000, 8_000, 15_000], largeRps: [4_500, 4_000, 4_600], addedP50Us: 150, addedP99Us: 1200 };
+  const v = versusPeer('Fastify', perimeter, peer);
+  // Ratios within each round (2.5, 2.5, 1.87), then the median: the round where everyone was slow does not move it.
+  assert.equal(v.small.median, 2.5);
+  assert.equal(v.small.n, 3);
+  assert.equal(v.large.median, 10_000 / 4_500); // of 2.22, 2.25, 2.07
+  assert.equal(v.p50, 0.4);
+  assert.equal(v.p99, 1 / 3);
+  assert.equal(v.met, true);
+  assert.equal(formatPeerComparison(v), 'Fastify 2.50×, 2.22×, 0.40, 0.33');
+  // Exactly 2× and exactly half still meet it.
+  assert.equal(versusPeer('p', { ...perimeter, smallRps: [2], largeRps: [2], addedP50Us: 75, addedP99Us: 600 }, { ...peer, smallRps: [1], largeRps: [1] }).met, true);
+  // Each part alone can fail it.
+  assert.equal(versusPeer('p', { ...perimeter, largeRps: [8_000, 7_000, 9_000] }, peer).met, false, '64 KiB below 2×');
+  assert.equal(versusPeer('p', { ...perimeter, smallRps: [20_000, 15_000, 29_000] }, peer).met, false, 'small below 2×');
+  assert.equal(versusPeer('p', { ...perimeter, addedP50Us: 76 }, peer).met, false, 'p50 more than half');
+  assert.equal(versusPeer('p', { ...perimeter, addedP99Us: 601 }, peer).met, false, 'p99 more than half');
+  // A peer that added no latency: no ratio to show, and only a perimeter adding none or less meets it.
+  const quiet = versusPeer('p', perimeter, { ...peer, addedP50Us: 0 });
+  assert.ok(Number.isNaN(quiet.p50));
+  assert.equal(quiet.met, false);
+  assert.equal(versusPeer('p', { ...perimeter, addedP50Us: -4 }, { ...peer, addedP50Us: -1 }).met, true);
+  // A peer that did not run: nothing measured is never met.
+  const missing = versusPeer('http-proxy', perimeter, { smallRps: [], largeRps: [], addedP50Us: Number.NaN, addedP99Us: Number.NaN });
+  assert.equal(missing.met, false);
+  assert.equal(formatPeerComparison(missing), 'http-proxy –, –, –, –');
 });
