@@ -50,6 +50,7 @@ import {
 } from './http1.js';
 import { errorResponse, wantsJson } from './respond.js';
 import { returnSlab, SLAB_BYTES, SLAB_MIN, takeSlab } from '../net/slabs.js';
+import { writeDirect } from '../net/direct-write.js';
 import { findRoute } from './routes.js';
 import { clientAddressForGeo, type GeoLookup } from '../geo/lookup.js';
 import type { ConnPools, UpstreamError, UpstreamLink, UpstreamOwner } from './upstream-conn.js';
@@ -862,7 +863,8 @@ export class Exchange implements UpstreamOwner, Expirable {
     const conn = this.conn!;
     const sock = conn.socket;
     if (this.bodyHeld.length === 0) {
-      sock.write(this.requestHead!);
+      if (sock instanceof net.Socket) writeDirect(sock, this.requestHead!);
+      else sock.write(this.requestHead!);
     } else {
       sock.cork();
       sock.write(this.requestHead!);
@@ -1196,8 +1198,9 @@ export class Exchange implements UpstreamOwner, Expirable {
     if (head !== null) RUNS.write(out, 0, first, buf, tail);
     if (end > start) copyBytes(buf, start, end, out, hl);
     this.rec.bytesOut += size;
-    if (slab === null) return this.client.socket.write(out);
-    return this.client.socket.write(out, () => returnSlab(slab));
+    // HTTP/2 streams' sockets go through their own write (writeDirect falls back to it).
+    const socket = this.client.socket;
+    return slab === null ? writeDirect(socket, out) : writeDirect(socket, out, () => returnSlab(slab));
   }
 
   /** Forward body bytes from `buf[off]`, after the response head `head` (+ `tail`, see writeOut) when it is given. */
