@@ -15,7 +15,7 @@ import { GeoLookup } from '../geo/lookup.js';
 import { AcmeManager } from '../tls/acme.js';
 import { AcmeStorage } from '../tls/storage.js';
 import { certificateFor, clusterCertificates } from '../tls/posture.js';
-import { currentEpoch, ticketKeys, ticketSecret, TICKET_EPOCH_MS } from '../tls/tickets.js';
+import { currentEpoch, TicketKeyring, ticketKeys, ticketSecret, TICKET_EPOCH_MS, useTicketKeyring } from '../tls/tickets.js';
 import type { ClusterSpec, ListenAddress, LogOmit, ServiceSpec, Snapshot } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
 import { createBalancer } from '../upstream/balancers.js';
@@ -157,6 +157,8 @@ export class Runtime {
   /** ACME HTTP-01 answers for the http listeners (set when ACME is configured). */
   private acmeChallenge: ((token: string) => string | undefined) | undefined;
   private readonly ticketSecret = ticketSecret();
+  /** Issues and renews session tickets (src/tls/tickets.ts); the same keys in every worker. */
+  private readonly ticketRing = new TicketKeyring(this.ticketSecret);
   private ticketTimer: NodeJS.Timeout | undefined;
   private readonly tlsServers = new Set<tls.Server>();
   private ocspStapler: OcspStapler | undefined;
@@ -633,10 +635,15 @@ export class Runtime {
     };
   }
 
-  /** Session ticket keys for this epoch, the same in every worker; rotated every epoch. */
+  /**
+   * Session tickets: from the keyring (renewed on resumption, the current
+   * and previous epoch's accepted), the same in every worker. Where Node.js
+   * offers no ticket key hook, fixed keys for the epoch, rotated every epoch.
+   */
   private rotateTickets(server: tls.Server): void {
     this.tlsServers.add(server);
     server.once('close', () => this.tlsServers.delete(server));
+    if (useTicketKeyring(server, this.ticketRing)) return;
     server.setTicketKeys(ticketKeys(this.ticketSecret, currentEpoch()));
     if (!this.ticketTimer) {
       const next = (): void => {

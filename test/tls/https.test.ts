@@ -191,6 +191,53 @@ test('TLS sessions resume with tickets (TLS 1.2 and 1.3); session-tickets: false
   }
 });
 
+/** One connection with `session` (if any), a request and its answer; what the client got. */
+function sessionRound(port: number, session?: Buffer): Promise<{ reused: boolean; tickets: number; session?: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'a.example.com', rejectUnauthorized: false, minVersion: 'TLSv1.3', session });
+    let tickets = 0;
+    let latest: Buffer | undefined;
+    s.on('session', (sess: Buffer) => {
+      tickets++;
+      latest = sess;
+    });
+    // TLS 1.3 tickets come after the handshake: ask for a page and read the answer to its end.
+    let reused = false;
+    s.once('secureConnect', () => {
+      reused = s.isSessionReused();
+      s.write('GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n');
+    });
+    s.on('data', () => {});
+    s.on('close', () => resolve({ reused, tickets, session: latest }));
+    s.on('error', reject);
+  });
+}
+
+test('a resumed TLS 1.3 connection gets a new ticket: a client keeping only its latest session resumes every time; a foreign ticket gets a full handshake', async (t) => {
+  const { p } = await tlsFixture(t);
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  let { session, tickets } = await sessionRound(port);
+  assert.ok(tickets >= 1 && session !== undefined, 'a full handshake issues tickets');
+  for (let i = 0; i < 5; i++) {
+    const r = await sessionRound(port, session);
+    assert.equal(r.reused, true, `connection ${i + 2} resumes`);
+    assert.ok(r.tickets >= 1, `connection ${i + 2}: a resumed connection is given a new ticket (without one, this client's next connection is a full handshake)`);
+    session = r.session; // only the newest, as curl and wrk keep
+  }
+  // A ticket another server issued: not accepted, a full handshake instead of an error.
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const other = makeCert(dir, 'other', ['a.example.com']);
+  const foreign = tls.createServer({ cert: await readFile(other.cert), key: await readFile(other.key) }, (s) => s.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'));
+  await new Promise<void>((resolve) => foreign.listen(0, '127.0.0.1', () => resolve()));
+  t.after(() => foreign.close());
+  const fromForeign = await sessionRound((foreign.address() as net.AddressInfo).port);
+  assert.ok(fromForeign.session !== undefined);
+  const r = await sessionRound(port, fromForeign.session);
+  assert.equal(r.reused, false);
+  assert.ok(r.tickets >= 1);
+});
+
 test('the http listener redirects sites to HTTPS (301 for GET, 308 otherwise)', async (t) => {
   const { up, p } = await tlsFixture(t);
   const httpPort = p.runtime.bound().find((l) => l.protocol === 'http')!.port;
