@@ -218,7 +218,7 @@ test('a resumed TLS 1.3 connection gets a new ticket: a client keeping only its 
   const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
   const first = await sessionRound(port);
   assert.ok(first.tickets >= 1 && first.session !== undefined, 'a full handshake issues tickets');
-  let session = first.session;
+  let session: Buffer | undefined = first.session;
   for (let i = 0; i < 5; i++) {
     const r = await sessionRound(port, session);
     assert.equal(r.reused, true, `connection ${i + 2} resumes`);
