@@ -17,6 +17,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { watch, type FSWatcher } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatIssue, loadConfig } from '../config/load.js';
+import { ConfigLoader } from '../config/load-thread.js';
 import type { Snapshot } from '../config/types.js';
 import type { AdminSource, ReloadOutcome, ReloadTrigger } from '../admin/types.js';
 import type { PoolDescription } from '../upstream/pool.js';
@@ -61,6 +62,8 @@ export class Control {
   private stopping = false;
   private watcher: FSWatcher | undefined;
   private restarts: number[] = [];
+  /** Reloads read and validate the configuration on a lower-priority thread (../config/load-thread.ts). */
+  private readonly loader = new ConfigLoader();
 
   constructor(opts: ControlOptions) {
     this.opts = opts;
@@ -145,7 +148,12 @@ export class Control {
       return outcome;
     };
     if (this.stopping) return refuse(['perimeter is shutting down']);
-    const loaded = await loadConfig(this.opts.dir);
+    let loaded: Awaited<ReturnType<typeof loadConfig>>;
+    try {
+      loaded = await this.loader.load(this.opts.dir);
+    } catch (e) {
+      return refuse([`the configuration could not be read: ${(e as Error).message}`]);
+    }
     if (!loaded.ok) return refuse(loaded.issues.map(formatIssue));
     const previous = this.snapshot!;
     const generation = this.generation + 1;
@@ -394,6 +402,7 @@ export class Control {
       for (const s of this.slots.values()) if (!s.worker.isDead()) s.worker.kill('SIGKILL');
     }
     await this.runtime.close(this.opts.drainMs);
+    await this.loader.close();
     this.log.info({ event: { action: 'stopped' } }, 'stopped');
   }
 }
