@@ -8,17 +8,7 @@ import assert from 'node:assert/strict';
 import { startUpstream } from '../helpers/upstream.js';
 import { rawRequest, startPerimeter } from '../helpers/perimeter.js';
 import { webConfig } from './fixtures.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mutate, rng } from '../helpers/mutate.js';
 
 const BASES = [
   'GET /a?b=c HTTP/1.1\r\nHost: www.example.com\r\nAccept: */*\r\nConnection: close\r\n\r\n',
@@ -28,19 +18,6 @@ const BASES = [
 ];
 const INSERTS = ['\r', '\n', '\r\n', '\0', ' ', '\t', ':', ',', 'chunked', 'Content-Length: 3\r\n', 'Transfer-Encoding: chunked\r\n', '\x7f', '\xff', '0\r\n\r\n', 'Host: other\r\n'];
 
-function mutate(base: string, r: () => number): string {
-  let s = base;
-  const n = 1 + Math.floor(r() * 3);
-  for (let i = 0; i < n; i++) {
-    const at = Math.floor(r() * s.length);
-    const op = r();
-    if (op < 0.4) s = s.slice(0, at) + INSERTS[Math.floor(r() * INSERTS.length)]! + s.slice(at);
-    else if (op < 0.7) s = s.slice(0, at) + s.slice(at + 1 + Math.floor(r() * 4));
-    else s = s.slice(0, at) + String.fromCharCode(Math.floor(r() * 256)) + s.slice(at + 1);
-  }
-  return s;
-}
-
 test('300 randomly mutated requests: only backend answers or perimeter error codes, no internal errors', async (t) => {
   const upstream = await startUpstream();
   const p = await startPerimeter(webConfig({ services: { app: [upstream.port] }, sites: { 'www.example.com': 'app' }, cluster: '    timeouts: { request-header: 1s }' }));
@@ -49,7 +26,7 @@ test('300 randomly mutated requests: only backend answers or perimeter error cod
     await upstream.close();
   });
   const r = rng(20261122);
-  const cases = Array.from({ length: 300 }, () => mutate(BASES[Math.floor(r() * BASES.length)]!, r));
+  const cases = Array.from({ length: 300 }, () => mutate(BASES[Math.floor(r() * BASES.length)]!, r, INSERTS));
   const statuses = new Map<number, number>();
   for (let i = 0; i < cases.length; i += 20) {
     const batch = cases.slice(i, i + 20);

@@ -26,17 +26,7 @@ import {
   FIELD_STRIDE,
 } from '../../src/web/http1.js';
 import { Errors } from '../../src/core/errors.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mutate as mutateWith, rng } from '../helpers/mutate.js';
 
 const REQUESTS = [
   'GET /a?b=c HTTP/1.1\r\nHost: www.example.com\r\nAccept: */*\r\nConnection: close\r\n\r\n',
@@ -79,19 +69,7 @@ const RESPONSES = [
 ];
 const INSERTS = ['\r', '\n', '\r\n', '\0', ' ', '\t', ':', ',', '[', ']', '.', 'chunked', 'Content-Length: 3\r\n', 'Transfer-Encoding: chunked\r\n', 'Host: other\r\n', 'Connection: close\r\n', '\x7f', '\xff', '0'];
 
-function mutate(base: string, r: () => number): string {
-  let s = base;
-  const n = 1 + Math.floor(r() * 3);
-  for (let i = 0; i < n; i++) {
-    const at = Math.floor(r() * s.length);
-    const op = r();
-    if (op < 0.4) s = s.slice(0, at) + INSERTS[Math.floor(r() * INSERTS.length)]! + s.slice(at);
-    else if (op < 0.6) s = s.slice(0, at) + s.slice(at + 1 + Math.floor(r() * 4));
-    else if (op < 0.8) s = s.slice(0, at) + s.charAt(at).toUpperCase() + s.slice(at + 1);
-    else s = s.slice(0, at) + String.fromCharCode(Math.floor(r() * 256)) + s.slice(at + 1);
-  }
-  return s;
-}
+const mutate = (base: string, r: () => number): string => mutateWith(base, r, INSERTS, true);
 
 const LIMITS = { headerBytes: 16 * 1024, headerCount: 12, uriLength: 64 };
 
