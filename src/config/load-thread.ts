@@ -19,10 +19,11 @@
  * before.
  */
 import { Worker } from 'node:worker_threads';
+import { BACKGROUND_NICE_STEPS } from '../core/priority.js';
 import { loadConfig, type LoadResult } from './load.js';
 
-/** How much the loading thread lowers its priority (nice steps, capped at 19). */
-export const LOADER_NICE_STEPS = 10;
+/** How much the loading thread lowers its priority (nice steps, capped at 19): as the control process's other background threads (../core/priority.ts). */
+export const LOADER_NICE_STEPS = BACKGROUND_NICE_STEPS;
 
 type Reply = { id: number; result?: LoadResult; error?: string };
 

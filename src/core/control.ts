@@ -23,6 +23,7 @@ import type { AdminSource, ReloadOutcome, ReloadTrigger } from '../admin/types.j
 import type { PoolDescription } from '../upstream/pool.js';
 import type { Logger } from './log.js';
 import { Runtime, type MemberState } from './runtime.js';
+import { lowerHelperThreads, yieldToRequests } from './priority.js';
 import { encodeSnapshot } from './wire.js';
 import { clusterMetricsText } from './metrics.js';
 import { isFromWorker, type FromWorker, type ToWorker } from './ipc.js';
@@ -121,7 +122,9 @@ export class Control {
         await this.stop('startup failure');
         return 3;
       }
-      this.log.info({ event: { action: 'workers-started' }, workers: this.opts.workers }, `${this.opts.workers} data-plane workers serving generation 1`);
+      // The control process's background threads yield the core to the workers (./priority.ts).
+      const lowered = lowerHelperThreads();
+      this.log.info({ event: { action: 'workers-started' }, workers: this.opts.workers, backgroundThreadsLowered: lowered }, `${this.opts.workers} data-plane workers serving generation 1`);
     }
     this.runtime.lastReload = { ok: true, generation: 1, errors: [], trigger: 'start', at: new Date().toISOString() };
     if (this.opts.watch) this.startWatching();
@@ -157,11 +160,16 @@ export class Control {
     if (!loaded.ok) return refuse(loaded.issues.map(formatIssue));
     const previous = this.snapshot!;
     const generation = this.generation + 1;
+    // With workers, this process shares a core with one at the same priority:
+    // it sleeps a moment between the steps of a reload (./priority.ts).
+    const pause = this.opts.workers > 0 ? yieldToRequests : async (): Promise<void> => {};
+    await pause();
     try {
       await this.runtime.apply(loaded.snapshot, undefined, generation);
     } catch (e) {
       return refuse([(e as Error).message]);
     }
+    await pause();
     if (this.opts.workers > 0) {
       const live = [...this.slots.values()].filter((s) => s.ready);
       const [canary, ...rest] = live;
@@ -185,6 +193,7 @@ export class Control {
     }
     this.snapshot = loaded.snapshot;
     this.generation = generation;
+    await pause();
     const outcome: ReloadOutcome = { ok: true, generation, errors: [], trigger, at: new Date().toISOString() };
     this.runtime.lastReload = outcome;
     this.log.info({ event: { action: 'config-reloaded' }, trigger, generation }, `reload (${trigger}): generation ${generation} serving`);

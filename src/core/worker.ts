@@ -8,6 +8,7 @@ import cluster from 'node:cluster';
 import { createLogger } from './log.js';
 import { Runtime } from './runtime.js';
 import { decodeSnapshot } from './wire.js';
+import { yieldToRequests } from './priority.js';
 import { serveWorkerMetrics } from './metrics.js';
 import { isToWorker, type FromWorker, type ToWorker } from './ipc.js';
 
@@ -38,7 +39,11 @@ export async function runWorker(): Promise<void> {
     switch (m.t) {
       case 'apply':
         try {
-          await runtime.apply(decodeSnapshot(m.snapshot), m.state, m.generation);
+          // Requests first, between the steps of a reload (./priority.ts).
+          await yieldToRequests();
+          const snapshot = decodeSnapshot(m.snapshot);
+          await yieldToRequests();
+          await runtime.apply(snapshot, m.state, m.generation);
           send({ t: 'applied', id: m.id, ok: true, generation: runtime.generation });
         } catch (err) {
           send({ t: 'applied', id: m.id, ok: false, generation: runtime.generation, error: (err as Error).message });
