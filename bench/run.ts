@@ -1002,18 +1002,16 @@ async function main(): Promise<void> {
       const steady = await measure(c, load, ports.status, round, 'steady', false);
       const appliedBefore = c.reloadsApplied?.() ?? 0;
       const running = measure(c, load, ports.status, round, 'changing', false);
-      let sent = 0;
       const every = (reloadSeconds * 1000) / reloadChanges;
       for (let k = 1; k <= reloadChanges; k++) {
         await sleep(k === 1 ? every / 2 : every);
         const g = (generations.get(c.name) ?? 0) + 1;
         generations.set(c.name, g);
         c.change!(g);
-        sent++;
       }
       const changing = await running;
       await sleep(1000);
-      (reloadPairs[c.name] ??= []).push({ steady, changing, changesSent: sent, reloadsApplied: (c.reloadsApplied?.() ?? 0) - appliedBefore, p99Ratio: changing.p99 / steady.p99 });
+      (reloadPairs[c.name] ??= []).push({ steady, changing, changesSent: reloadChanges, reloadsApplied: (c.reloadsApplied?.() ?? 0) - appliedBefore, p99Ratio: changing.p99 / steady.p99 });
     }
   }
   for (const [name, pairs] of Object.entries(reloadPairs)) reload[name] = reloadResult(pairs);

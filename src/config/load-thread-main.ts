@@ -1,11 +1,12 @@
 /** The configuration loader thread (./load-thread.ts): lowers its own priority, then loads what it is asked to. */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { lowerThisThread } from '../core/priority.js';
 import { loadConfig } from './load.js';
 
-// On Linux this is the thread's own nice value: the process's other threads keep theirs.
-// Where it is not allowed (some sandboxes) the thread loads at the process's priority.
-lowerThisThread(Number((workerData as { niceSteps?: number } | null)?.niceSteps ?? 10));
+// On Linux this is the thread's own nice value (BACKGROUND_NICE_STEPS lower): the process's
+// other threads keep theirs. Where it is not allowed (some sandboxes) the thread loads at the
+// process's priority.
+lowerThisThread();
 
 parentPort!.on('message', (m: { id: number; dir: string }) => {
   loadConfig(m.dir).then(

@@ -19,11 +19,7 @@
  * before.
  */
 import { Worker } from 'node:worker_threads';
-import { BACKGROUND_NICE_STEPS } from '../core/priority.js';
 import { loadConfig, type LoadResult } from './load.js';
-
-/** How much the loading thread lowers its priority (nice steps, capped at 19): as the control process's other background threads (../core/priority.ts). */
-export const LOADER_NICE_STEPS = BACKGROUND_NICE_STEPS;
 
 type Reply = { id: number; result?: LoadResult; error?: string };
 
@@ -61,7 +57,7 @@ export class ConfigLoader {
     if (this.worker !== undefined) return this.worker;
     let w: Worker;
     try {
-      w = new Worker(new URL('./load-thread-main.js', import.meta.url), { workerData: { niceSteps: LOADER_NICE_STEPS } });
+      w = new Worker(new URL('./load-thread-main.js', import.meta.url));
     } catch {
       this.broken = true;
       return undefined;

@@ -16,7 +16,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { watch, type FSWatcher } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { formatIssue, loadConfig } from '../config/load.js';
+import { formatIssue, loadConfig, type LoadResult } from '../config/load.js';
 import { ConfigLoader } from '../config/load-thread.js';
 import type { Snapshot } from '../config/types.js';
 import type { AdminSource, ReloadOutcome, ReloadTrigger } from '../admin/types.js';
@@ -151,7 +151,7 @@ export class Control {
       return outcome;
     };
     if (this.stopping) return refuse(['perimeter is shutting down']);
-    let loaded: Awaited<ReturnType<typeof loadConfig>>;
+    let loaded: LoadResult;
     try {
       loaded = await this.loader.load(this.opts.dir);
     } catch (e) {

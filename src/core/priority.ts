@@ -33,17 +33,16 @@ import os from 'node:os';
 export const BACKGROUND_NICE_STEPS = 10;
 
 /** The nice value background threads run at: the calling thread's plus `steps`, at most 19. */
-export function backgroundNice(steps = BACKGROUND_NICE_STEPS): number {
+function backgroundNice(steps = BACKGROUND_NICE_STEPS): number {
   return Math.min(19, os.getPriority() + steps);
 }
 
-/** Lower the calling thread (a worker thread) by `steps` nice values; false where not allowed. */
-export function lowerThisThread(steps = BACKGROUND_NICE_STEPS): boolean {
+/** Lower the calling thread (a worker thread) by `steps` nice values; where that is not allowed it keeps its priority. */
+export function lowerThisThread(steps = BACKGROUND_NICE_STEPS): void {
   try {
     os.setPriority(backgroundNice(steps));
-    return true;
   } catch {
-    return false;
+    // not allowed here (some sandboxes)
   }
 }
 

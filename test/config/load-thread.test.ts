@@ -1,33 +1,21 @@
 /**
  * The configuration loader thread (src/config/load-thread.ts): the same
  * answer as loading in-process (snapshot and errors), from a thread whose
- * nice value is the process's plus LOADER_NICE_STEPS while the main thread
+ * nice value is the process's plus BACKGROUND_NICE_STEPS while the main thread
  * keeps its own, and loading still works once the thread is gone.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
-import { ConfigLoader, LOADER_NICE_STEPS } from '../../src/config/load-thread.js';
+import { ConfigLoader } from '../../src/config/load-thread.js';
+import { BACKGROUND_NICE_STEPS } from '../../src/core/priority.js';
+import { threadNices } from '../helpers/threads.js';
 import { writeConfig } from '../helpers/perimeter.js';
 import { webConfig } from '../web/fixtures.js';
-
-/** Nice values of this process's threads (Linux /proc). */
-function threadNices(): number[] {
-  const out: number[] = [];
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      out.push(Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]));
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return out;
-}
 
 test('the loader thread answers as loadConfig does, at a lower priority than the main thread', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'perimeter-loader-'));
@@ -43,10 +31,10 @@ test('the loader thread answers as loadConfig does, at a lower priority than the
   assert.ok(off.ok);
   assert.equal(off.snapshot.sites.size, 2, 'Maps cross the thread boundary as Maps');
 
-  // The loading thread runs at the main thread's nice value plus LOADER_NICE_STEPS (capped at 19); the main thread is unchanged.
+  // The loading thread runs at the main thread's nice value plus BACKGROUND_NICE_STEPS (capped at 19); the main thread is unchanged.
   const base = os.getPriority();
-  const nices = threadNices();
-  assert.ok(nices.includes(Math.min(19, base + LOADER_NICE_STEPS)), `thread nice values ${nices.join(',')}`);
+  const nices = threadNices().map((x) => x.nice);
+  assert.ok(nices.includes(Math.min(19, base + BACKGROUND_NICE_STEPS)), `thread nice values ${nices.join(',')}`);
   assert.equal(os.getPriority(), base);
 
   // A broken configuration: the same issues, file, line and column.

@@ -8,27 +8,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startUpstream } from '../helpers/upstream.js';
 import { freePort, runPerimeter } from '../helpers/cli.js';
 import { rawRequest } from '../helpers/perimeter.js';
+import { threadNices as threads } from '../helpers/threads.js';
 import { BACKGROUND_NICE_STEPS } from '../../src/core/priority.js';
-
-/** Nice value of every thread of `pid`, main thread first (/proc/<pid>/task/<tid>/stat field 19). */
-function threads(pid: number): { tid: number; nice: number }[] {
-  const out: { tid: number; nice: number }[] = [];
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const f = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      out.push({ tid: Number(t), nice: Number(f[16]) });
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return out.sort((a, b) => (a.tid === pid ? -1 : b.tid === pid ? 1 : a.tid - b.tid));
-}
 
 test('with workers, the control process runs its threads but the main thread at nice +10; the main thread and workers keep theirs', { skip: process.platform !== 'linux', timeout: 60_000 }, async (t) => {
   const app = await startUpstream({ name: 'app' });
