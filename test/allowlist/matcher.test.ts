@@ -8,6 +8,7 @@ import { formatV4, formatV6, normalizeCidr, parseAddress } from '../../src/allow
 import { compileMatcher } from '../../src/allowlist/matcher.js';
 import { AllowlistTables } from '../../src/allowlist/tables.js';
 import { AllowlistInputError, type AllowEntry } from '../../src/allowlist/types.js';
+import { rng } from '../helpers/mutate.js';
 
 function entry(cidr: string, over: Partial<AllowEntry> = {}): AllowEntry {
   return { id: over.id ?? cidr, list: 'l', cidr, partner: 'p', note: '', addedBy: 't', addedAt: '2026-01-01T00:00:00.000Z', ...over };
@@ -98,20 +99,8 @@ test('matcher: expired entries never match; a shorter unexpired prefix still doe
   assert.equal(m.lookup('203.0.113.9', now)?.id, 'forever', 'the longest-lived of equal CIDRs');
 });
 
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('matcher agrees with a naive linear scan on random entries and addresses', () => {
-  const rnd = prng(20260601);
+  const rnd = rng(20260601); // seeded: failures reproduce
   const u32 = (): number => Math.floor(rnd() * 2 ** 32) >>> 0;
   const u128 = (): bigint => (BigInt(u32()) << 96n) | (BigInt(u32()) << 64n) | (BigInt(u32()) << 32n) | BigInt(u32());
   // Addresses concentrated in a few regions so that entries overlap a lot.

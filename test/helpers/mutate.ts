@@ -1,4 +1,4 @@
-/** Seeded random mutations of HTTP messages, for the fuzz and parser-agreement tests. */
+/** Seeded random mutations of HTTP messages, for the fuzz and parser-agreement tests, and the seeded generator other property tests use. */
 
 /** A small seeded generator (mulberry32): the same sequence for the same seed. */
 export function rng(seed: number): () => number {
