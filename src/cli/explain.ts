@@ -142,7 +142,7 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const loaded = await loadConfig(dir);
+  const loaded = await loadConfig(dir, { blockingReads: true }); // a one-shot command: nothing else runs meanwhile
   if (!loaded.ok) {
     for (const i of loaded.issues) process.stderr.write(formatIssue(i) + '\n');
     process.stderr.write(`perimeter explain: the configuration in ${dir} is invalid; fix it first (perimeter validate ${dir})\n`);

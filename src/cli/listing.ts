@@ -41,7 +41,7 @@ export async function loadListing(command: string, argv: string[], help: string)
     process.stderr.write(`perimeter ${command}: '${dir}' is not a directory\n`);
     return 2;
   }
-  const result = await loadConfig(dir);
+  const result = await loadConfig(dir, { blockingReads: true }); // a one-shot command: nothing else runs meanwhile
   if (!result.ok) {
     for (const i of result.issues) process.stderr.write(formatIssue(i) + '\n');
     process.stderr.write(`perimeter ${command}: the configuration in ${dir} is invalid; fix it first (perimeter validate ${dir})\n`);

@@ -35,7 +35,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`perimeter validate: '${dir}' is not a directory\n`);
     return 2;
   }
-  const result = await loadConfig(dir);
+  const result = await loadConfig(dir, { blockingReads: true }); // a one-shot command: nothing else runs meanwhile
   if (json) {
     const doc = result.ok ? { ok: true, errors: [], warnings: result.warnings } : { ok: false, errors: result.issues, warnings: [] };
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');

@@ -5,7 +5,7 @@
  * zod schemas of ./schema.ts; then names and references are cross-checked
  * and defaults merged (built-in ← defaults ← cluster / service ← site).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, type Dirent } from 'node:fs';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
@@ -417,9 +417,40 @@ function reportZodIssue(iss: z.core.$ZodIssue, w: Where, out: Issues, prefix: Pa
 // ---------------------------------------------------------------------------
 // reading files
 
-async function readSource(dir: string, rel: string, out: Issues): Promise<SourceFile | undefined> {
-  const text = await readFile(path.join(dir, rel), 'utf8');
-  const file = new SourceFile(rel, text);
+/**
+ * Parsed files of the latest load of each directory, by path relative to it.
+ * A file whose text is unchanged since that load is not parsed again: a
+ * reload that changes one site file of a thousand parses one. Parsing is the
+ * largest part of a load after the reads (the yaml library builds a node
+ * tree with positions), and a SourceFile is not changed once parsed, so
+ * sharing one between loads is safe. Bounded: the files of the latest load
+ * of at most PARSED_DIRS directories.
+ */
+const parsedFiles = new Map<string, Map<string, { text: string; file: SourceFile }>>();
+const PARSED_DIRS = 8;
+let parseCount = 0;
+
+/** How many files loadConfig has parsed in this thread (tests: an unchanged file is not parsed again). */
+export function parsedFileCount(): number {
+  return parseCount;
+}
+
+/** The parsed files of one load: what the previous load of the directory parsed, and what this one uses. */
+interface ParseCache {
+  readonly previous: ReadonlyMap<string, { text: string; file: SourceFile }> | undefined;
+  readonly current: Map<string, { text: string; file: SourceFile }>;
+}
+
+async function readText(file: string, opts: LoadOptions): Promise<string> {
+  return opts.blockingReads ? readFileSync(file, 'utf8') : readFile(file, 'utf8');
+}
+
+async function readSource(dir: string, rel: string, out: Issues, cache: ParseCache, opts: LoadOptions): Promise<SourceFile | undefined> {
+  const text = await readText(path.join(dir, rel), opts);
+  const before = cache.previous?.get(rel);
+  const file = before !== undefined && before.text === text ? before.file : new SourceFile(rel, text);
+  if (file !== before?.file) parseCount++;
+  cache.current.set(rel, { text, file });
   // An unquoted "*.example.com:" is an alias to YAML, and the parser's own
   // errors about it are cascades; name the actual mistake instead.
   const wildcards = file.doc.errors.length > 0 ? [...text.matchAll(/^([ \t]*)(\*\.[^\s:'"]*)[ \t]*:/gm)] : [];
@@ -489,17 +520,19 @@ function checkDuplicateKeys(f: SourceFile, out: Issues, topIsSites: boolean): Se
 }
 
 async function siteFileNames(dir: string): Promise<string[]> {
-  let names: string[];
+  let entries: Dirent[];
   try {
-    names = await readdir(path.join(dir, SITES_DIR));
+    entries = await readdir(path.join(dir, SITES_DIR), { withFileTypes: true });
   } catch {
     return [];
   }
   const out: string[] = [];
-  for (const n of names.sort()) {
+  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    const n = e.name;
     if (n.startsWith('.') || !(n.endsWith('.yaml') || n.endsWith('.yml'))) continue;
-    const st = await stat(path.join(dir, SITES_DIR, n)).catch(() => undefined);
-    if (st?.isFile()) out.push(`${SITES_DIR}/${n}`);
+    // The directory entry's type answers for regular files; a symbolic link is followed.
+    const isFile = e.isSymbolicLink() ? (await stat(path.join(dir, SITES_DIR, n)).catch(() => undefined))?.isFile() : e.isFile();
+    if (isFile) out.push(`${SITES_DIR}/${n}`);
   }
   return out;
 }
@@ -1131,10 +1164,33 @@ function siteTimeouts(e: SiteEntry, base: TimeoutSpec, out: Issues): TimeoutSpec
 
 // ---------------------------------------------------------------------------
 
+/** How loadConfig reads. */
+export interface LoadOptions {
+  /**
+   * Read files with blocking calls. For a thread that does nothing else (the
+   * configuration loader thread, ./load-thread.ts): a promise-based readFile
+   * takes four trips through libuv's thread pool (open, fstat, read, close),
+   * which for a thousand site files cost more than parsing them. Elsewhere
+   * reads stay asynchronous, so the caller's event loop keeps running.
+   */
+  readonly blockingReads?: boolean;
+}
+
 /** Load and validate a configuration directory. Never throws for bad content. */
-export async function loadConfig(dir: string): Promise<LoadResult> {
+export async function loadConfig(dir: string, opts: LoadOptions = {}): Promise<LoadResult> {
   const root = path.resolve(dir);
   const out = new Issues();
+  const cache: ParseCache = { previous: parsedFiles.get(root), current: new Map() };
+  try {
+    return await loadParsed(root, out, cache, opts);
+  } finally {
+    parsedFiles.delete(root);
+    parsedFiles.set(root, cache.current);
+    if (parsedFiles.size > PARSED_DIRS) parsedFiles.delete(parsedFiles.keys().next().value!);
+  }
+}
+
+async function loadParsed(root: string, out: Issues, cache: ParseCache, opts: LoadOptions): Promise<LoadResult> {
 
   // perimeter.yaml
   let platformFile: SourceFile | undefined;
@@ -1145,7 +1201,7 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
     const yml = await stat(path.join(root, 'perimeter.yml')).then((s) => s.isFile(), () => false);
     out.error(PLATFORM_FILE, { line: 1, column: 1 }, `${PLATFORM_FILE} not found in ${root}`, yml ? 'rename perimeter.yml to perimeter.yaml' : `create ${PLATFORM_FILE} with at least clusters and discovery (see examples/quickstart)`);
   } else {
-    platformFile = await readSource(root, PLATFORM_FILE, out);
+    platformFile = await readSource(root, PLATFORM_FILE, out, cache, opts);
   }
   if (platformFile) {
     const f = platformFile;
@@ -1169,7 +1225,7 @@ export async function loadConfig(dir: string): Promise<LoadResult> {
   const seen = new Map<string, { file: SourceFile; pos: Pos }>();
   const entries: SiteEntry[] = [];
   for (const rel of await siteFileNames(root)) {
-    const f = await readSource(root, rel, out);
+    const f = await readSource(root, rel, out, cache, opts);
     if (f) checkSiteFile(f, out, seen, entries);
   }
 

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { formatIssue, loadConfig } from '../../src/config/load.js';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { formatIssue, loadConfig, parsedFileCount } from '../../src/config/load.js';
 import { configDir, minimalPlatform, repoRoot } from './fixtures.js';
 
 test('the quickstart example loads into a snapshot', async () => {
@@ -240,4 +241,85 @@ test('a configuration without sites is valid; a site may name the only cluster i
 test('formatIssue names file, line and column, then the fix', () => {
   const text = formatIssue({ file: 'sites/a.yaml', line: 3, column: 5, message: "unknown key 'sevice'; did you mean 'service'?", fix: "rename it to 'service'" });
   assert.equal(text, "sites/a.yaml:3:5: error: unknown key 'sevice'; did you mean 'service'?\n  fix: rename it to 'service'");
+});
+
+test('a reload parses only the files whose text changed, and its result is what a fresh load gives', async () => {
+  const sites: Record<string, string> = {};
+  for (let i = 0; i < 20; i++) sites[`sites/s${i}.yaml`] = `s${i}.example.com:\n  service: web-frontend\n  owner: team-${i}\n`;
+  const c = await configDir({ 'perimeter.yaml': minimalPlatform, ...sites });
+  try {
+    const before = parsedFileCount();
+    const first = await loadConfig(c.dir, { blockingReads: true });
+    assert.ok(first.ok, first.ok ? '' : first.issues.map(formatIssue).join('\n'));
+    assert.equal(parsedFileCount() - before, 21, 'the first load parses every file');
+
+    const again = await loadConfig(c.dir);
+    assert.equal(parsedFileCount() - before, 21, 'nothing changed: nothing parsed');
+    assert.ok(again.ok);
+    assert.deepEqual(again.snapshot, first.snapshot);
+
+    // One site file changes (same length, other text): that one is parsed again, and what it says counts.
+    await writeFile(path.join(c.dir, 'sites/s7.yaml'), 's7.example.com:\n  service: web-frontend\n  owner: team-X\n');
+    const changed = await loadConfig(c.dir, { blockingReads: true });
+    assert.equal(parsedFileCount() - before, 22);
+    assert.ok(changed.ok);
+    assert.equal(changed.snapshot.sites.get('s7.example.com')?.owner, 'team-X');
+    assert.equal(changed.snapshot.sites.get('s8.example.com')?.owner, 'team-8');
+
+    // An error in a changed file names the new text's position, not the cached file's.
+    await writeFile(path.join(c.dir, 'sites/s3.yaml'), '# moved down\n\ns3.example.com:\n  service: web-frontend\n  sevice: x\n');
+    const broken = await loadConfig(c.dir);
+    assert.equal(broken.ok, false);
+    assert.deepEqual(
+      broken.ok ? [] : broken.issues.map((i) => `${i.file}:${i.line}:${i.column}`),
+      ['sites/s3.yaml:5:3'],
+    );
+    // Fixed again: the same result as a fresh load of the same files in another directory.
+    await writeFile(path.join(c.dir, 'sites/s3.yaml'), sites['sites/s3.yaml']!);
+    const fixed = await loadConfig(c.dir);
+    const fresh = await configDir({ 'perimeter.yaml': minimalPlatform, ...sites, 'sites/s7.yaml': 's7.example.com:\n  service: web-frontend\n  owner: team-X\n' });
+    try {
+      const reference = await loadConfig(fresh.dir);
+      assert.ok(fixed.ok && reference.ok);
+      assert.deepEqual(fixed.snapshot.sites, reference.snapshot.sites);
+      assert.deepEqual(fixed.snapshot.services, reference.snapshot.services);
+    } finally {
+      await fresh.cleanup();
+    }
+
+    // A removed file is gone from the next load.
+    await rm(path.join(c.dir, 'sites/s0.yaml'));
+    const removed = await loadConfig(c.dir);
+    assert.ok(removed.ok);
+    assert.equal(removed.snapshot.sites.has('s0.example.com'), false);
+    assert.equal(removed.snapshot.sites.size, 19);
+  } finally {
+    await c.cleanup();
+  }
+});
+
+test('site files: *.yaml and *.yml regular files and links to them; not dot-files, directories or links to directories', async () => {
+  const c = await configDir({
+    'perimeter.yaml': minimalPlatform,
+    'sites/a.yaml': 'a.example.com:\n  service: web-frontend\n',
+    'sites/b.yml': 'b.example.com:\n  service: web-frontend\n',
+    'sites/.c.yaml': 'c.example.com:\n  service: web-frontend\n',
+    'sites/d.yaml.orig': 'd.example.com:\n  service: web-frontend\n',
+    'elsewhere/e.yaml': 'e.example.com:\n  service: web-frontend\n',
+  });
+  try {
+    await mkdir(path.join(c.dir, 'sites/dir.yaml'));
+    await writeFile(path.join(c.dir, 'sites/dir.yaml/f.yaml'), 'f.example.com:\n  service: web-frontend\n');
+    await symlink(path.join(c.dir, 'elsewhere/e.yaml'), path.join(c.dir, 'sites/e.yaml'));
+    await symlink(path.join(c.dir, 'elsewhere'), path.join(c.dir, 'sites/linked-dir.yaml'));
+    await symlink(path.join(c.dir, 'missing.yaml'), path.join(c.dir, 'sites/dangling.yaml'));
+    for (const blockingReads of [false, true]) {
+      const r = await loadConfig(c.dir, { blockingReads });
+      assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
+      assert.deepEqual([...r.snapshot.sites.keys()].sort(), ['a.example.com', 'b.example.com', 'e.example.com']);
+      assert.equal(r.snapshot.sites.get('e.example.com')?.pos.file, 'sites/e.yaml');
+    }
+  } finally {
+    await c.cleanup();
+  }
 });
