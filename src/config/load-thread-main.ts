@@ -9,7 +9,7 @@ import { loadConfig } from './load.js';
 lowerThisThread();
 
 parentPort!.on('message', (m: { id: number; dir: string }) => {
-  loadConfig(m.dir, { blockingReads: true }).then(
+  loadConfig(m.dir, { blockingReads: true, reuseParsed: true }).then(
     (result) => parentPort!.postMessage({ id: m.id, result }),
     (err: unknown) => parentPort!.postMessage({ id: m.id, error: err instanceof Error ? err.message : String(err) }),
   );

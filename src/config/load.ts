@@ -424,7 +424,8 @@ function reportZodIssue(iss: z.core.$ZodIssue, w: Where, out: Issues, prefix: Pa
  * largest part of a load after the reads (the yaml library builds a node
  * tree with positions), and a SourceFile is not changed once parsed, so
  * sharing one between loads is safe. Bounded: the files of the latest load
- * of at most PARSED_DIRS directories.
+ * of at most PARSED_DIRS directories, kept only where a load asks for it
+ * (LoadOptions.reuseParsed: the loader thread).
  */
 const parsedFiles = new Map<string, Map<string, { text: string; file: SourceFile }>>();
 const PARSED_DIRS = 8;
@@ -445,12 +446,12 @@ async function readText(file: string, opts: LoadOptions): Promise<string> {
   return opts.blockingReads ? readFileSync(file, 'utf8') : readFile(file, 'utf8');
 }
 
-async function readSource(dir: string, rel: string, out: Issues, cache: ParseCache, opts: LoadOptions): Promise<SourceFile | undefined> {
+async function readSource(dir: string, rel: string, out: Issues, cache: ParseCache | undefined, opts: LoadOptions): Promise<SourceFile | undefined> {
   const text = await readText(path.join(dir, rel), opts);
-  const before = cache.previous?.get(rel);
+  const before = cache?.previous?.get(rel);
   const file = before !== undefined && before.text === text ? before.file : new SourceFile(rel, text);
   if (file !== before?.file) parseCount++;
-  cache.current.set(rel, { text, file });
+  cache?.current.set(rel, { text, file });
   // An unquoted "*.example.com:" is an alias to YAML, and the parser's own
   // errors about it are cascades; name the actual mistake instead.
   const wildcards = file.doc.errors.length > 0 ? [...text.matchAll(/^([ \t]*)(\*\.[^\s:'"]*)[ \t]*:/gm)] : [];
@@ -1174,12 +1175,20 @@ export interface LoadOptions {
    * reads stay asynchronous, so the caller's event loop keeps running.
    */
   readonly blockingReads?: boolean;
+  /**
+   * Keep this load's parsed files for the next load of the same directory,
+   * and reuse the previous load's where the text is unchanged (see
+   * parsedFiles). For a thread that loads again and again (the loader
+   * thread); a one-off load leaves nothing behind.
+   */
+  readonly reuseParsed?: boolean;
 }
 
 /** Load and validate a configuration directory. Never throws for bad content. */
 export async function loadConfig(dir: string, opts: LoadOptions = {}): Promise<LoadResult> {
   const root = path.resolve(dir);
   const out = new Issues();
+  if (!opts.reuseParsed) return loadParsed(root, out, undefined, opts);
   const cache: ParseCache = { previous: parsedFiles.get(root), current: new Map() };
   try {
     return await loadParsed(root, out, cache, opts);
@@ -1190,8 +1199,7 @@ export async function loadConfig(dir: string, opts: LoadOptions = {}): Promise<L
   }
 }
 
-async function loadParsed(root: string, out: Issues, cache: ParseCache, opts: LoadOptions): Promise<LoadResult> {
-
+async function loadParsed(root: string, out: Issues, cache: ParseCache | undefined, opts: LoadOptions): Promise<LoadResult> {
   // perimeter.yaml
   let platformFile: SourceFile | undefined;
   let platform: PlatformWire | undefined;

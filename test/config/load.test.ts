@@ -249,18 +249,18 @@ test('a reload parses only the files whose text changed, and its result is what 
   const c = await configDir({ 'perimeter.yaml': minimalPlatform, ...sites });
   try {
     const before = parsedFileCount();
-    const first = await loadConfig(c.dir, { blockingReads: true });
+    const first = await loadConfig(c.dir, { blockingReads: true, reuseParsed: true });
     assert.ok(first.ok, first.ok ? '' : first.issues.map(formatIssue).join('\n'));
     assert.equal(parsedFileCount() - before, 21, 'the first load parses every file');
 
-    const again = await loadConfig(c.dir);
+    const again = await loadConfig(c.dir, { reuseParsed: true });
     assert.equal(parsedFileCount() - before, 21, 'nothing changed: nothing parsed');
     assert.ok(again.ok);
     assert.deepEqual(again.snapshot, first.snapshot);
 
     // One site file changes (same length, other text): that one is parsed again, and what it says counts.
     await writeFile(path.join(c.dir, 'sites/s7.yaml'), 's7.example.com:\n  service: web-frontend\n  owner: team-X\n');
-    const changed = await loadConfig(c.dir, { blockingReads: true });
+    const changed = await loadConfig(c.dir, { blockingReads: true, reuseParsed: true });
     assert.equal(parsedFileCount() - before, 22);
     assert.ok(changed.ok);
     assert.equal(changed.snapshot.sites.get('s7.example.com')?.owner, 'team-X');
@@ -268,7 +268,7 @@ test('a reload parses only the files whose text changed, and its result is what 
 
     // An error in a changed file names the new text's position, not the cached file's.
     await writeFile(path.join(c.dir, 'sites/s3.yaml'), '# moved down\n\ns3.example.com:\n  service: web-frontend\n  sevice: x\n');
-    const broken = await loadConfig(c.dir);
+    const broken = await loadConfig(c.dir, { reuseParsed: true });
     assert.equal(broken.ok, false);
     assert.deepEqual(
       broken.ok ? [] : broken.issues.map((i) => `${i.file}:${i.line}:${i.column}`),
@@ -276,7 +276,7 @@ test('a reload parses only the files whose text changed, and its result is what 
     );
     // Fixed again: the same result as a fresh load of the same files in another directory.
     await writeFile(path.join(c.dir, 'sites/s3.yaml'), sites['sites/s3.yaml']!);
-    const fixed = await loadConfig(c.dir);
+    const fixed = await loadConfig(c.dir, { reuseParsed: true });
     const fresh = await configDir({ 'perimeter.yaml': minimalPlatform, ...sites, 'sites/s7.yaml': 's7.example.com:\n  service: web-frontend\n  owner: team-X\n' });
     try {
       const reference = await loadConfig(fresh.dir);
@@ -287,9 +287,17 @@ test('a reload parses only the files whose text changed, and its result is what 
       await fresh.cleanup();
     }
 
+    // A load that does not ask to reuse parses everything and leaves the kept files alone.
+    const counted = parsedFileCount();
+    const oneOff = await loadConfig(c.dir);
+    assert.ok(oneOff.ok);
+    assert.equal(parsedFileCount() - counted, 21);
+    await loadConfig(c.dir, { reuseParsed: true });
+    assert.equal(parsedFileCount() - counted, 21, 'the kept files are still those of the last reusing load');
+
     // A removed file is gone from the next load.
     await rm(path.join(c.dir, 'sites/s0.yaml'));
-    const removed = await loadConfig(c.dir);
+    const removed = await loadConfig(c.dir, { reuseParsed: true });
     assert.ok(removed.ok);
     assert.equal(removed.snapshot.sites.has('s0.example.com'), false);
     assert.equal(removed.snapshot.sites.size, 19);
