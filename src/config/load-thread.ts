@@ -4,10 +4,11 @@
  *
  * Why: the control process shares a core with a data-plane worker (one
  * worker per core). Reading, parsing and validating the configuration is
- * the heaviest thing a reload does there (about 5 ms for the bench's two
- * small files, far more for thousands of sites), and while it runs at the
- * worker's priority it takes the core from requests: in the bench's
- * reload scenario the p99 under 20 reloads in 10 s was 1.46× the steady p99.
+ * the heaviest thing a reload does there (about 3 ms for the bench's two
+ * small files, 37 ms for a thousand sites: docs/processes.md), and while
+ * it runs at the worker's priority it takes the core from requests: in the
+ * bench's reload scenario the p99 under 20 reloads in 10 s was 1.46× the
+ * steady p99.
  * Linux keeps a nice value per thread, so this thread lowers its own
  * (`os.setPriority` acts on the calling thread) without touching the
  * control's main thread, from which workers are forked and which they

@@ -1168,11 +1168,12 @@ function siteTimeouts(e: SiteEntry, base: TimeoutSpec, out: Issues): TimeoutSpec
 /** How loadConfig reads. */
 export interface LoadOptions {
   /**
-   * Read files with blocking calls. For a thread that does nothing else (the
-   * configuration loader thread, ./load-thread.ts): a promise-based readFile
-   * takes four trips through libuv's thread pool (open, fstat, read, close),
-   * which for a thousand site files cost more than parsing them. Elsewhere
-   * reads stay asynchronous, so the caller's event loop keeps running.
+   * Read files with blocking calls. For a caller with nothing else to run
+   * meanwhile (the configuration loader thread, ./load-thread.ts; startup;
+   * the one-shot CLI commands): a promise-based readFile takes four trips
+   * through libuv's thread pool (open, fstat, read, close), which for a
+   * thousand site files cost more than parsing them. Elsewhere reads stay
+   * asynchronous, so the caller's event loop keeps running.
    */
   readonly blockingReads?: boolean;
   /**
@@ -1187,11 +1188,10 @@ export interface LoadOptions {
 /** Load and validate a configuration directory. Never throws for bad content. */
 export async function loadConfig(dir: string, opts: LoadOptions = {}): Promise<LoadResult> {
   const root = path.resolve(dir);
-  const out = new Issues();
-  if (!opts.reuseParsed) return loadParsed(root, out, undefined, opts);
+  if (!opts.reuseParsed) return loadParsed(root, undefined, opts);
   const cache: ParseCache = { previous: parsedFiles.get(root), current: new Map() };
   try {
-    return await loadParsed(root, out, cache, opts);
+    return await loadParsed(root, cache, opts);
   } finally {
     parsedFiles.delete(root);
     parsedFiles.set(root, cache.current);
@@ -1199,7 +1199,8 @@ export async function loadConfig(dir: string, opts: LoadOptions = {}): Promise<L
   }
 }
 
-async function loadParsed(root: string, out: Issues, cache: ParseCache | undefined, opts: LoadOptions): Promise<LoadResult> {
+async function loadParsed(root: string, cache: ParseCache | undefined, opts: LoadOptions): Promise<LoadResult> {
+  const out = new Issues();
   // perimeter.yaml
   let platformFile: SourceFile | undefined;
   let platform: PlatformWire | undefined;
