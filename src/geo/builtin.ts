@@ -19,10 +19,20 @@ const ASN_DATABASE_TYPE = 'perimeter-asn';
 
 const require = createRequire(import.meta.url);
 
-/** The directory of an installed package, or undefined when it is not installed. */
+const packageDirs = new Map<string, string>();
+
+/**
+ * The directory of an installed package, or undefined when it is not
+ * installed. Found once per process (a resolution walks node_modules
+ * directories; every reload asks): a package found stays where it was.
+ */
 function packageDir(name: string): string | undefined {
+  const known = packageDirs.get(name);
+  if (known !== undefined) return known;
   try {
-    return path.dirname(require.resolve(`${name}/package.json`));
+    const dir = path.dirname(require.resolve(`${name}/package.json`));
+    packageDirs.set(name, dir);
+    return dir;
   } catch {
     return undefined;
   }

@@ -5,7 +5,7 @@
  * certificate. Certificate files are watched and reloaded; a broken
  * replacement keeps the previous certificate and logs why.
  */
-import { X509Certificate, createPrivateKey, constants as cryptoConstants } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, constants as cryptoConstants } from 'node:crypto';
 import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -48,6 +48,14 @@ interface Loaded {
   readonly notAfter: string;
 }
 
+/** A pair loaded from files, with what it was made from: the same bytes and settings make the same pair. */
+interface FromFile extends Loaded {
+  readonly keyFile: string;
+  readonly minVersion: string;
+  /** SHA-256 of the certificate file, then of the key file (a digest: the key's PEM is not kept). */
+  readonly digest: string;
+}
+
 export interface CertStoreLog {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
@@ -81,13 +89,15 @@ export function loadPair(certPem: string | Buffer, keyPem: string | Buffer, spec
 export class CertStore {
   private spec: Pick<TlsSpec, 'minVersion'>;
   private files: readonly CertificateFile[] = [];
-  private fromFiles = new Map<string, Loaded>(); // by cert file path
+  private fromFiles = new Map<string, FromFile>(); // by cert file path
   private readonly fromAcme = new Map<string, Loaded>(); // by domain
   private exact = new Map<string, tls.SecureContext>();
   private wildcard = new Map<string, tls.SecureContext>();
   private watchers: FSWatcher[] = [];
   private poll: NodeJS.Timeout | undefined;
   private mtimes = new Map<string, number>();
+  /** The directories the watchers watch, as one key (watchers are kept while it stays the same). */
+  private watchedDirs = '';
   private readonly log: CertStoreLog;
 
   constructor(spec: Pick<TlsSpec, 'minVersion'>, log: CertStoreLog) {
@@ -100,10 +110,10 @@ export class CertStore {
    * configuration with a broken certificate is refused as a whole.
    */
   setFiles(files: readonly CertificateFile[], spec: Pick<TlsSpec, 'minVersion'>): void {
-    const next = new Map<string, Loaded>();
+    const next = new Map<string, FromFile>();
     for (const f of files) {
       try {
-        next.set(f.certFile, loadPair(readFileSync(f.certFile), readFileSync(f.keyFile), spec));
+        next.set(f.certFile, this.loadFile(f, spec));
       } catch (err) {
         throw new Error(`certificate ${f.certFile} (key ${f.keyFile}): ${(err as Error).message}`);
       }
@@ -113,6 +123,22 @@ export class CertStore {
     this.fromFiles = next;
     this.rebuild();
     this.watchFiles();
+  }
+
+  /**
+   * One pair from its files. Files are read on every call, but a pair whose
+   * certificate and key bytes and settings are those of the pair already
+   * loaded is that pair: a reload that changes a site does not build every
+   * certificate's context again (about 1.7 ms each, on the worker's thread,
+   * BENCHMARKS.md: Reloads under load).
+   */
+  private loadFile(f: CertificateFile, spec: Pick<TlsSpec, 'minVersion'>): FromFile {
+    const cert = readFileSync(f.certFile);
+    const key = readFileSync(f.keyFile);
+    const digest = `${createHash('sha256').update(cert).digest('hex')}:${createHash('sha256').update(key).digest('hex')}`;
+    const before = this.fromFiles.get(f.certFile);
+    if (before !== undefined && before.digest === digest && before.keyFile === f.keyFile && before.minVersion === spec.minVersion) return before;
+    return { ...loadPair(cert, key, spec), keyFile: f.keyFile, minVersion: spec.minVersion, digest };
   }
 
   /** A certificate obtained by ACME for `domain` (replaces the previous one). */
@@ -137,7 +163,7 @@ export class CertStore {
     // Files first, in configured order; the first certificate naming a host wins.
     const exact = new Map<string, tls.SecureContext>();
     const wildcard = new Map<string, tls.SecureContext>();
-    const all = [...this.files.map((f) => this.fromFiles.get(f.certFile)).filter((l): l is Loaded => l !== undefined), ...this.fromAcme.values()];
+    const all: Loaded[] = [...this.files.map((f) => this.fromFiles.get(f.certFile)).filter((l) => l !== undefined), ...this.fromAcme.values()];
     for (const l of all) {
       for (const n of l.names) {
         if (n.startsWith('*.')) {
@@ -152,9 +178,6 @@ export class CertStore {
   }
 
   private watchFiles(): void {
-    for (const w of this.watchers) w.close();
-    this.watchers = [];
-    clearInterval(this.poll);
     this.mtimes.clear();
     const dirs = new Set<string>();
     for (const f of this.files) {
@@ -163,6 +186,13 @@ export class CertStore {
       this.mtimes.set(f.certFile, mtime(f.certFile));
       this.mtimes.set(f.keyFile, mtime(f.keyFile));
     }
+    // The same directories as before (a reload that changed no certificate setting): keep the watchers and the poll.
+    const dirsKey = [...dirs].join('\0');
+    if (dirsKey === this.watchedDirs && this.files.length > 0) return;
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    clearInterval(this.poll);
+    this.watchedDirs = dirsKey;
     let timer: NodeJS.Timeout | undefined;
     const changed = (): void => {
       clearTimeout(timer);
@@ -195,10 +225,11 @@ export class CertStore {
       const mk = mtime(f.keyFile);
       if (mc === this.mtimes.get(f.certFile) && mk === this.mtimes.get(f.keyFile)) continue;
       try {
-        const l = loadPair(readFileSync(f.certFile), readFileSync(f.keyFile), this.spec);
-        this.fromFiles.set(f.certFile, l);
+        const l = this.loadFile(f, this.spec);
         this.mtimes.set(f.certFile, mc);
         this.mtimes.set(f.keyFile, mk);
+        if (l === this.fromFiles.get(f.certFile)) continue; // touched, not changed
+        this.fromFiles.set(f.certFile, l);
         any = true;
         this.log.info({ event: { action: 'certificate-reloaded' }, file: f.certFile, names: l.names, notAfter: l.notAfter }, `certificate ${f.certFile} reloaded`);
       } catch (err) {
@@ -213,6 +244,7 @@ export class CertStore {
     for (const w of this.watchers) w.close();
     this.watchers = [];
     clearInterval(this.poll);
+    this.watchedDirs = '';
   }
 }
 
