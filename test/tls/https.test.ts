@@ -285,6 +285,35 @@ test('a certificate replaced on disk is served to new connections; existing conn
   agent.destroy();
 });
 
+test('a reload that adds a site serves every certificate as before, from the same files; a keep-alive HTTPS connection goes on', async (t) => {
+  const { dir, a, up, p } = await tlsFixture(t);
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const first = await httpsGet(port, 'a.example.com', '/', agent);
+  const before = await handshake(port, 'a.example.com');
+  before.socket?.destroy();
+  const config = tlsConfig(up.port, [a]);
+  await p.reload({ ...config, sites: { 'team.yaml': `${config.sites['team.yaml']}d.example.com:\n  service: app\n` } });
+  const after = await handshake(port, 'a.example.com');
+  after.socket?.destroy();
+  assert.equal(after.cert?.fingerprint256, before.cert?.fingerprint256);
+  const again = await httpsGet(port, 'a.example.com', '/', agent);
+  assert.equal(first.status, 200);
+  assert.equal(again.status, 200);
+  // The new site is routed; no certificate names it, so its handshake ends with an alert.
+  const d = await handshake(port, 'd.example.com');
+  assert.match(d.error ?? 'connected', /ALERT_HANDSHAKE_FAILURE/);
+  // A certificate replaced before the next reload is picked up by that reload, whatever the watcher does.
+  const next = makeCert(dir, 'next', ['a.example.com']);
+  await writeFile(a.key, await readFile(next.key));
+  await writeFile(a.cert, await readFile(next.cert));
+  await p.reload(config);
+  const replaced = await handshake(port, 'a.example.com');
+  replaced.socket?.destroy();
+  assert.notEqual(replaced.cert?.fingerprint256, before.cert?.fingerprint256);
+});
+
 test('SIGTERM does not wait for clients stuck mid-handshake (half-sent ClientHello, FIN during the handshake)', { timeout: 60_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'perimeter-tls-drain-'));
   const a = makeCert(dir, 'a', ['a.example.com']);
