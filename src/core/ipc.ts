@@ -8,9 +8,10 @@ import type { PoolDescription } from '../upstream/pool.js';
 import type { MemberState } from './runtime.js';
 import type { AllowlistMessage } from '../allowlist/host.js';
 import type { TcpListenerDescription } from '../tcp/proxy.js';
+import type { WireSnapshot } from './wire.js';
 
 export type ToWorker =
-  | { t: 'apply'; id: number; generation: number; snapshot: string; state: Record<string, MemberState[]> }
+  | { t: 'apply'; id: number; generation: number; snapshot: WireSnapshot; state: Record<string, MemberState[]> }
   | { t: 'members'; service: string; members: MemberState[] }
   | { t: 'health'; service: string; key: string; active: MemberState['active']; reason: string }
   | { t: 'describe'; id: number }

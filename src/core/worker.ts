@@ -7,7 +7,7 @@
 import cluster from 'node:cluster';
 import { createLogger } from './log.js';
 import { Runtime } from './runtime.js';
-import { decodeSnapshot } from './wire.js';
+import { snapshotFromWire } from './wire.js';
 import { yieldToRequests } from './priority.js';
 import { serveWorkerMetrics } from './metrics.js';
 import { isToWorker, type FromWorker, type ToWorker } from './ipc.js';
@@ -41,7 +41,7 @@ export async function runWorker(): Promise<void> {
         try {
           // Requests first, between the steps of a reload (./priority.ts).
           await yieldToRequests();
-          const snapshot = decodeSnapshot(m.snapshot);
+          const snapshot = snapshotFromWire(m.snapshot);
           await yieldToRequests();
           await runtime.apply(snapshot, m.state, m.generation);
           send({ t: 'applied', id: m.id, ok: true, generation: runtime.generation });
