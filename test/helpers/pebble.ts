@@ -97,14 +97,21 @@ export async function startPebble(opts: { httpPort?: number; tlsPort?: number } 
   const caPem = readFileSync(certFile, 'utf8');
   const directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
   const deadline = Date.now() + 10_000;
+  // A pebble that cannot start (a port taken meanwhile, say) fails the test and leaves nothing running.
+  const fail = async (why: string): Promise<never> => {
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    await dns.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`${why}: ${output}`);
+  };
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`pebble exited: ${output}`);
+    if (child.exitCode !== null) await fail('pebble exited');
     const r = await get(directoryUrl, caPem).catch(() => undefined);
     if (r?.status === 200) break;
-    if (Date.now() > deadline) {
-      child.kill();
-      throw new Error(`pebble did not start: ${output}`);
-    }
+    if (Date.now() > deadline) await fail('pebble did not start');
     await new Promise((res) => setTimeout(res, 50));
   }
   return {

@@ -11,6 +11,7 @@ import * as http from 'node:http';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import * as tls from 'node:tls';
 import { pino } from 'pino';
 import type { AcmeChallenge, AcmeSpec } from '../../src/config/types.js';
@@ -37,7 +38,6 @@ interface Harness {
 }
 
 async function harness(t: TestContext): Promise<Harness> {
-  const pebble = await startPebble();
   const storage = mkdtempSync(path.join(tmpdir(), 'perimeter-acme-'));
   const managers: AcmeManager[] = [];
   const httpHits: string[] = [];
@@ -52,8 +52,8 @@ async function harness(t: TestContext): Promise<Harness> {
     httpHits.push(req.url ?? '');
     res.writeHead(answer ? 200 : 404, { 'content-type': 'text/plain' }).end(answer ?? 'not found');
   });
-  await new Promise<void>((r) => httpServer.listen(pebble.httpPort, '127.0.0.1', r));
   // What a perimeter https listener does for a handshake offering acme-tls/1.
+  const tlsConnections = new Set<Socket>();
   const tlsServer = tls.createServer({
     ALPNProtocols: ['acme-tls/1'],
     SNICallback: (name, cb) => {
@@ -62,17 +62,29 @@ async function harness(t: TestContext): Promise<Harness> {
       cb(pair ? null : new Error('no challenge'), pair ? tls.createSecureContext(pair) : undefined);
     },
   });
+  tlsServer.on('connection', (s: Socket) => {
+    tlsConnections.add(s);
+    s.on('close', () => tlsConnections.delete(s));
+  });
   tlsServer.on('tlsClientError', () => undefined);
-  await new Promise<void>((r) => tlsServer.listen(pebble.tlsPort, '127.0.0.1', r));
-
+  const started: { pebble?: Pebble } = {};
+  // Registered before anything can fail, so a failed start leaves nothing running (a leftover
+  // listener or pebble keeps the test process alive for ever).
   t.after(async () => {
     await Promise.all(managers.map((m) => m.close()));
     httpServer.closeAllConnections();
-    await new Promise((r) => httpServer.close(r));
-    await new Promise((r) => tlsServer.close(r));
-    await pebble.stop();
+    for (const s of tlsConnections) s.destroy();
+    await new Promise((r) => (httpServer.listening ? httpServer.close(r) : r(undefined)));
+    await new Promise((r) => (tlsServer.listening ? tlsServer.close(r) : r(undefined)));
+    await started.pebble?.stop();
     rmSync(storage, { recursive: true, force: true });
   });
+  // The challenge listeners take free ports first and pebble is told them: a port picked free
+  // and bound later can be taken in between by a test running beside this one.
+  await listen(httpServer);
+  await listen(tlsServer);
+  const pebble = await startPebble({ httpPort: boundPort(httpServer), tlsPort: boundPort(tlsServer) });
+  started.pebble = pebble;
 
   return {
     pebble,
@@ -123,6 +135,21 @@ async function harness(t: TestContext): Promise<Harness> {
       };
     },
   };
+}
+
+/** Listen on a free loopback port; an error (not a hang) when it cannot. */
+function listen(server: Server): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function boundPort(server: Server): number {
+  return (server.address() as AddressInfo).port;
 }
 
 /** Serve the certificate and connect with pebble's root as the only trust anchor. */
