@@ -427,7 +427,11 @@ function reportZodIssue(iss: z.core.$ZodIssue, w: Where, out: Issues, prefix: Pa
  * of at most PARSED_DIRS directories, kept only where a load asks for it
  * (LoadOptions.reuseParsed: the loader thread).
  */
-const parsedFiles = new Map<string, Map<string, { text: string; file: SourceFile }>>();
+interface ParsedFile {
+  readonly text: string;
+  readonly file: SourceFile;
+}
+const parsedFiles = new Map<string, Map<string, ParsedFile>>();
 const PARSED_DIRS = 8;
 let parseCount = 0;
 
@@ -438,8 +442,8 @@ export function parsedFileCount(): number {
 
 /** The parsed files of one load: what the previous load of the directory parsed, and what this one uses. */
 interface ParseCache {
-  readonly previous: ReadonlyMap<string, { text: string; file: SourceFile }> | undefined;
-  readonly current: Map<string, { text: string; file: SourceFile }>;
+  readonly previous: ReadonlyMap<string, ParsedFile> | undefined;
+  readonly current: Map<string, ParsedFile>;
 }
 
 async function readText(file: string, opts: LoadOptions): Promise<string> {

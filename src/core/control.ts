@@ -24,7 +24,7 @@ import type { PoolDescription } from '../upstream/pool.js';
 import type { Logger } from './log.js';
 import { Runtime, type MemberState } from './runtime.js';
 import { lowerHelperThreads, yieldToRequests } from './priority.js';
-import { snapshotToWire } from './wire.js';
+import { snapshotToWire, type WireSnapshot } from './wire.js';
 import { clusterMetricsText } from './metrics.js';
 import { isFromWorker, type FromWorker, type ToWorker } from './ipc.js';
 import { mergeTcpDescriptions, type TcpListenerDescription } from '../tcp/proxy.js';
@@ -243,10 +243,18 @@ export class Control {
     });
   }
 
+  /** The wire form of the snapshot last sent: made once, sent to every worker. */
+  private wire: { snapshot: Snapshot; form: WireSnapshot } | undefined;
+
+  private wireOf(snapshot: Snapshot): WireSnapshot {
+    if (this.wire?.snapshot !== snapshot) this.wire = { snapshot, form: snapshotToWire(snapshot) };
+    return this.wire.form;
+  }
+
   private async applyTo(slot: WorkerSlot, snapshot: Snapshot, generation: number): Promise<{ ok: boolean; error?: string }> {
     const id = this.nextId++;
     const state: Record<string, MemberState[]> = this.runtime.memberStates();
-    const reply = await this.request(slot.worker, { t: 'apply', id, generation, snapshot: snapshotToWire(snapshot), state }, id, 30_000);
+    const reply = await this.request(slot.worker, { t: 'apply', id, generation, snapshot: this.wireOf(snapshot), state }, id, 30_000);
     if (!reply || reply.t !== 'applied') return { ok: false, error: `worker ${slot.worker.id} did not answer` };
     if (reply.ok) slot.generation = reply.generation;
     return { ok: reply.ok, error: reply.error };

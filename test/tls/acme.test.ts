@@ -81,9 +81,9 @@ async function harness(t: TestContext): Promise<Harness> {
   });
   // The challenge listeners take free ports first and pebble is told them: a port picked free
   // and bound later can be taken in between by a test running beside this one.
-  await listen(httpServer);
-  await listen(tlsServer);
-  const pebble = await startPebble({ httpPort: boundPort(httpServer), tlsPort: boundPort(tlsServer) });
+  const httpPort = await listen(httpServer);
+  const tlsPort = await listen(tlsServer);
+  const pebble = await startPebble({ httpPort, tlsPort });
   started.pebble = pebble;
 
   return {
@@ -137,19 +137,15 @@ async function harness(t: TestContext): Promise<Harness> {
   };
 }
 
-/** Listen on a free loopback port; an error (not a hang) when it cannot. */
-function listen(server: Server): Promise<void> {
+/** Listen on a free loopback port and give it; an error (not a hang) when it cannot. */
+function listen(server: Server): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       server.off('error', reject);
-      resolve();
+      resolve((server.address() as AddressInfo).port);
     });
   });
-}
-
-function boundPort(server: Server): number {
-  return (server.address() as AddressInfo).port;
 }
 
 /** Serve the certificate and connect with pebble's root as the only trust anchor. */

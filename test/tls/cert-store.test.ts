@@ -7,19 +7,10 @@ import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { CertStore } from '../../src/tls/cert-store.js';
 import { makeCert } from '../helpers/certs.js';
+import { memoryLog } from '../helpers/memory-log.js';
 
-type LogLine = { level: 'info' | 'warn'; obj: { event?: { action?: string } }; msg: string };
-
-function capture(): { lines: LogLine[]; log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void } } {
-  const lines: LogLine[] = [];
-  return {
-    lines,
-    log: {
-      info: (obj, msg) => lines.push({ level: 'info', obj, msg }),
-      warn: (obj, msg) => lines.push({ level: 'warn', obj, msg }),
-    },
-  };
-}
+/** The event.action of a log line. */
+const action = (l: { obj: object }): string | undefined => (l.obj as { event?: { action?: string } }).event?.action;
 
 function context(store: CertStore, name: string): Promise<tls.SecureContext | undefined> {
   return new Promise((resolve, reject) => store.sni(name, (err, ctx) => (err ? reject(err) : resolve(ctx))));
@@ -50,8 +41,7 @@ test('a reload keeps the TLS context of a certificate whose files did not change
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const a = makeCert(dir, 'a', ['a.example.com']);
   const b = makeCert(dir, 'b', ['b.example.com']);
-  const { log } = capture();
-  const store = new CertStore({ minVersion: 'TLSv1.2' }, log);
+  const store = new CertStore({ minVersion: 'TLSv1.2' }, memoryLog());
   t.after(() => store.close());
   const files = [{ certFile: a.cert, keyFile: a.key }, { certFile: b.cert, keyFile: b.key }];
 
@@ -91,7 +81,7 @@ test('a certificate file touched but not changed is not reloaded; a changed one 
   const dir = mkdtempSync(join(tmpdir(), 'perimeter-certstore-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const a = makeCert(dir, 'a', ['a.example.com']);
-  const { lines, log } = capture();
+  const log = memoryLog();
   const store = new CertStore({ minVersion: 'TLSv1.2' }, log);
   t.after(() => store.close());
   store.setFiles([{ certFile: a.cert, keyFile: a.key }], { minVersion: 'TLSv1.2' });
@@ -103,13 +93,13 @@ test('a certificate file touched but not changed is not reloaded; a changed one 
   // The watcher's debounce is 200 ms and the poll runs every 2 s: give both a chance.
   await new Promise((r) => setTimeout(r, 2600));
   assert.equal(await context(store, 'a.example.com'), a1);
-  assert.deepEqual(lines.filter((l) => l.obj.event?.action === 'certificate-reloaded'), []);
+  assert.deepEqual(log.lines.filter((l) => action(l) === 'certificate-reloaded'), []);
 
   const next = makeCert(dir, 'next', ['a.example.com']);
   copyFileSync(next.key, a.key);
   copyFileSync(next.cert, a.cert);
   const deadline = Date.now() + 8000;
-  while (lines.every((l) => l.obj.event?.action !== 'certificate-reloaded') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  while (log.lines.every((l) => action(l) !== 'certificate-reloaded') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   const a2 = await context(store, 'a.example.com');
   assert.notEqual(a2, a1);
   assert.equal(await served(a2!, 'a.example.com'), fingerprint(next.cert));
