@@ -107,9 +107,65 @@ export function socketErrorTotal(r: WrkResult): number {
   return e.connect + e.read + e.write + e.timeout;
 }
 
-/** wrk script that waits `ms` before each request on a connection: a paced load below every contender's capacity. */
-export function pacedScript(ms: number): string {
-  return `-- paced load for bench/run.ts: each connection waits before its next request\nfunction delay()\n  return ${Math.max(1, Math.round(ms))}\nend\n`;
+// ---------------------------------------------------------------- pace (bench/pace.c)
+
+/** One answered request of a pace run: when it was sent (µs since the epoch) and how long it took (µs). */
+export interface PacedRequest {
+  readonly startUs: number;
+  readonly latencyUs: number;
+  readonly status: number;
+}
+
+/** Parses pace's log, one "<start µs> <latency µs> <status>" line per answered request. */
+export function parsePaceLog(text: string): PacedRequest[] {
+  const out: PacedRequest[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const m = /^(\d+) (\d+) (\d+)$/.exec(line);
+    if (!m) throw new Error(`not a pace log line: '${line}'`);
+    out.push({ startUs: Number(m[1]), latencyUs: Number(m[2]), status: Number(m[3]) });
+  }
+  return out;
+}
+
+/** pace's summary line on stderr; throws when it is missing (pace failed). */
+export function parsePaceSummary(stderr: string): { requests: number; errors: number; non2xx: number } {
+  const m = /requests (\d+) errors (\d+) non2xx (\d+)/.exec(stderr);
+  if (!m) throw new Error(`pace printed no summary:\n${stderr}`);
+  return { requests: Number(m[1]), errors: Number(m[2]), non2xx: Number(m[3]) };
+}
+
+/** The `p`th percentile as wrk computes it: the value at rank round(p/100 × n + 0.5) of the sorted values. NaN when empty. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const s = Float64Array.from(values).sort();
+  const rank = Math.min(s.length, Math.max(1, Math.round((p / 100) * s.length + 0.5)));
+  return s[rank - 1]!;
+}
+
+/**
+ * The reload scenario's split of one run with changes: the requests sent within `windowUs`
+ * after a change (a reload's work lasts 10–25 ms after its signal; BENCHMARKS.md), and the
+ * requests between changes, which are the same load's steady state, at the same moments of the
+ * machine. `moments` are the changes' times (µs since the epoch), ascending.
+ */
+export function splitByChanges(requests: readonly PacedRequest[], moments: readonly number[], windowUs: number): { after: number[]; between: number[] } {
+  const after: number[] = [];
+  const between: number[] = [];
+  for (const r of requests) {
+    // the last change at or before this request
+    let lo = 0;
+    let hi = moments.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (moments[mid]! <= r.startUs) lo = mid + 1;
+      else hi = mid;
+    }
+    const last = lo > 0 ? moments[lo - 1]! : undefined;
+    if (last !== undefined && r.startUs - last < windowUs) after.push(r.latencyUs);
+    else between.push(r.latencyUs);
+  }
+  return { after, between };
 }
 
 // ---------------------------------------------------------------- statistics

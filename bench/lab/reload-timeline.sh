@@ -16,7 +16,7 @@ OUT=$(realpath -m "$1"); PAIRS=${2:-3}
 LAB=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$LAB/../.." && pwd)
 MAIN=${MAIN:-$REPO/dist/src/cli/main.js}
 rm -rf "$OUT"; mkdir -p "$OUT/p/sites" "$OUT/gen" "$OUT/www"
-cc -O2 -o "$OUT/pace" "$LAB/pace.c"
+cc -O2 -o "$OUT/pace" "$REPO/bench/pace.c"
 B=18080; S=18081; P=18082
 node --input-type=module -e "
 import { writeFileSync } from 'node:fs';
@@ -34,10 +34,10 @@ for _ in $(seq 50); do curl -s -o /dev/null -H 'Host: bench.test' "http://127.0.
 sleep 1
 for pid in $PERIMETER $(pgrep -P $PERIMETER); do taskset -a -p -c 0 "$pid" > /dev/null; done
 # Warm-up, unmeasured: the first seconds of a process just started are slower (as in the bench).
-taskset -c 1 nice -n -10 "$OUT/pace" $P bench.test 20 2 4 /dev/null > /dev/null
+taskset -c 1 nice -n -10 "$OUT/pace" $P bench.test /small 20 2 4 /dev/null > /dev/null
 for pair in $(seq "$PAIRS"); do
-  taskset -c 1 nice -n -10 "$OUT/pace" $P bench.test 20 10 4 "$OUT/steady$pair.txt"
-  taskset -c 1 nice -n -10 "$OUT/pace" $P bench.test 20 10 4 "$OUT/changing$pair.txt" & LOAD=$!
+  taskset -c 1 nice -n -10 "$OUT/pace" $P bench.test /small 20 10 4 "$OUT/steady$pair.txt"
+  taskset -c 1 nice -n -10 "$OUT/pace" $P bench.test /small 20 10 4 "$OUT/changing$pair.txt" & LOAD=$!
   # The changes come from one process, as in the bench (no fork per change).
   node --input-type=module -e "
 import { readFileSync, writeFileSync, appendFileSync } from 'node:fs';

@@ -11,7 +11,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  haproxyConf, median, nginxBackendConf, nginxProxyConf, pacedScript, parseStubStatus, parseVmRssKiB, parseWrk,
+  haproxyConf, median, nginxBackendConf, nginxProxyConf, parseStubStatus, parseVmRssKiB, parseWrk,
   parseWrkTime, perimeterPlatformYaml, perimeterSitesYaml, rotate, roundRatios, socketErrorTotal, summarize,
   summarizeProfile, SMALL_BODY, table, type CpuProfile,
   parseH2load,
@@ -115,7 +115,6 @@ test('configurations: the same two answers behind every proxy, and perimeter acc
   assert.match(ha, /http-reuse always/);
   assert.match(ha, /X-Bench-Generation 3/);
   assert.match(ha, /server b1 127\.0\.0\.1:9000/);
-  assert.match(pacedScript(4), /function delay\(\)\n {2}return 4\n/);
 
   const dir = mkdtempSync(join(tmpdir(), 'bench-config-'));
   try {

@@ -64,42 +64,17 @@ export async function startPebble(opts: { httpPort?: number; tlsPort?: number } 
     '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
   ], { stdio: 'ignore' });
   const dns = await startDnsServer();
-  const [acmePort, mgmtPort] = [await freePort(), await freePort()];
   const httpPort = opts.httpPort ?? (await freePort());
   const tlsPort = opts.tlsPort ?? (await freePort());
   const configFile = path.join(dir, 'pebble.json');
-  writeFileSync(configFile, JSON.stringify({
-    pebble: {
-      listenAddress: `127.0.0.1:${acmePort}`,
-      managementListenAddress: `127.0.0.1:${mgmtPort}`,
-      certificate: certFile,
-      privateKey: keyFile,
-      httpPort,
-      tlsPort,
-      ocspResponderURL: '',
-      externalAccountBindingRequired: false,
-    },
-  }));
-  const child: ChildProcess = spawn('pebble', ['-config', configFile, '-dnsserver', `${dns.host}:${dns.port}`, '-strict=false'], {
-    env: { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const caPem = readFileSync(certFile, 'utf8');
   let output = '';
   let issued = 0;
-  const onData = (c: Buffer): void => {
-    const text = c.toString();
-    output += text;
-    issued += text.split('Issued certificate serial').length - 1;
-  };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const caPem = readFileSync(certFile, 'utf8');
-  const directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
-  const deadline = Date.now() + 10_000;
-  // A pebble that cannot start (a port taken meanwhile, say) fails the test and leaves nothing running.
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  // A pebble that cannot start fails the test and leaves nothing running.
   const fail = async (why: string): Promise<never> => {
-    if (child.exitCode === null) {
+    if (child && child.exitCode === null) {
       child.kill('SIGKILL');
       await exited;
     }
@@ -107,13 +82,53 @@ export async function startPebble(opts: { httpPort?: number; tlsPort?: number } 
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`${why}: ${output}`);
   };
-  for (;;) {
-    if (child.exitCode !== null) await fail('pebble exited');
-    const r = await get(directoryUrl, caPem).catch(() => undefined);
-    if (r?.status === 200) break;
-    if (Date.now() > deadline) await fail('pebble did not start');
-    await new Promise((res) => setTimeout(res, 50));
+  // pebble binds its own two ports: picked free here, one can be taken by a test running beside
+  // this one before pebble binds it. Then pebble exits at once, and another pair is tried.
+  let acmePort = 0;
+  let mgmtPort = 0;
+  for (let attempt = 1; ; attempt++) {
+    [acmePort, mgmtPort] = [await freePort(), await freePort()];
+    writeFileSync(configFile, JSON.stringify({
+      pebble: {
+        listenAddress: `127.0.0.1:${acmePort}`,
+        managementListenAddress: `127.0.0.1:${mgmtPort}`,
+        certificate: certFile,
+        privateKey: keyFile,
+        httpPort,
+        tlsPort,
+        ocspResponderURL: '',
+        externalAccountBindingRequired: false,
+      },
+    }));
+    output = '';
+    const started: ChildProcess = spawn('pebble', ['-config', configFile, '-dnsserver', `${dns.host}:${dns.port}`, '-strict=false'], {
+      env: { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child = started;
+    const onData = (c: Buffer): void => {
+      const text = c.toString();
+      output += text;
+      issued += text.split('Issued certificate serial').length - 1;
+    };
+    started.stdout?.on('data', onData);
+    started.stderr?.on('data', onData);
+    exited = new Promise<void>((resolve) => started.once('exit', () => resolve()));
+    const deadline = Date.now() + 10_000;
+    let ready = false;
+    while (!ready) {
+      if (started.exitCode !== null) break;
+      const r = await get(`https://127.0.0.1:${acmePort}/dir`, caPem).catch(() => undefined);
+      if (r?.status === 200) ready = true;
+      else if (Date.now() > deadline) await fail('pebble did not start');
+      else await new Promise((res) => setTimeout(res, 50));
+    }
+    if (ready) break;
+    await exited;
+    if (!/address already in use/.test(output) || attempt >= 5) await fail('pebble exited');
   }
+  const directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
+  const running = child!;
   return {
     directoryUrl,
     caFile: certFile,
@@ -132,8 +147,8 @@ export async function startPebble(opts: { httpPort?: number; tlsPort?: number } 
       return r.body;
     },
     async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
+      if (running.exitCode === null) {
+        running.kill('SIGTERM');
         await exited;
       }
       await dns.close();
