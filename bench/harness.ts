@@ -145,7 +145,7 @@ export function percentile(values: readonly number[], p: number): number {
 
 /**
  * The reload scenario's split of one run with changes: the requests sent within `windowUs`
- * after a change (a reload's work lasts 10–25 ms after its signal; BENCHMARKS.md), and the
+ * after a change (perimeter's reload uses its last CPU within 30 ms of the signal; BENCHMARKS.md), and the
  * requests between changes, which are the same load's steady state, at the same moments of the
  * machine. `moments` are the changes' times (µs since the epoch), ascending.
  */

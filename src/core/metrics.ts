@@ -29,6 +29,8 @@ export interface MetricsSource {
   pools(): PoolDescription[];
   /** Certificates served (files and ACME), for the days-to-expiry gauge; the control process reports them. */
   certificates?(): { cluster: string; name: string; source: string; daysLeft: number }[];
+  /** Open client connections per web listener (the data-plane processes report them). */
+  clientConnections?(): { cluster: string; protocol: string; count: number }[];
 }
 
 export type ReloadResult = 'applied' | 'refused';
@@ -139,6 +141,17 @@ export class Metrics {
       collect() {
         this.reset();
         for (const c of source.certificates?.() ?? []) this.set({ cluster: c.cluster, name: c.name, source: c.source }, c.daysLeft);
+      },
+    });
+    new Gauge({
+      name: 'perimeter_client_connections',
+      help: 'Open client connections of the web listeners (an HTTP/2 connection counts once, plus its streams in progress).',
+      labelNames: ['cluster', 'protocol'],
+      registers: [r],
+      aggregator: 'sum',
+      collect() {
+        this.reset();
+        for (const c of source.clientConnections?.() ?? []) this.inc({ cluster: c.cluster, protocol: c.protocol }, c.count);
       },
     });
     const pools = (): PoolDescription[] => source.pools();

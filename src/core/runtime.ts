@@ -182,6 +182,7 @@ export class Runtime {
       pools: () => (this.role === 'control' ? [] : this.describePools()),
       // Reported once, by the process that reads configuration and runs ACME.
       certificates: () => (this.role === 'worker' ? [] : this.certificatePosture()),
+      clientConnections: () => [...this.listeners.values()].map((l) => ({ cluster: l.cluster, protocol: l.proto, count: l.state.clients.size })),
     }));
     this.allowlistHost = new AllowlistHost({ tables: this.allowlists, role: this.role, registry: metrics.registry, log, storeOptions: opts.allowlistStore });
     this.tcp = new TcpProxy({

@@ -490,8 +490,14 @@ export class ClientConn implements Expirable {
     this.close();
   }
 
+  /**
+   * Idempotent: every call leaves the connection closed, untracked (sweeper, listener) and its
+   * socket destroyed. A connection already Closed by reject() or exchangeDone() (its answer
+   * still flushing) is untracked here too, whichever comes first: its socket's 'close', its
+   * closing deadline, or an HTTP/2 stream's release. (Returning early for "Closed with the
+   * socket destroyed" kept every such connection in both sets for ever: one per HTTP/2 stream.)
+   */
   close(): void {
-    if (this.state === ClientState.Closed && this.socket.destroyed) return;
     this.state = ClientState.Closed;
     this.deadline = 0;
     sweeper.delete(this);
@@ -499,7 +505,7 @@ export class ClientConn implements Expirable {
     const ex = this.exchange;
     this.exchange = null;
     if (ex) ex.abort('client closed the connection');
-    this.socket.destroy();
+    if (!this.socket.destroyed) this.socket.destroy();
   }
 
   /** Used by drain: close now if idle, else after the current exchange. */

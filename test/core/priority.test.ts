@@ -39,7 +39,10 @@ test('with workers, the control process runs its threads but the main thread at 
   // A reload starts the loader thread; it joins the background.
   await writeFile(join(dir, 'sites', 'b.yaml'), 'b.example.com:\n  service: app\n');
   p.kill('SIGHUP');
-  await p.waitForLog((l) => l.event?.action === 'config-reloaded');
+  // The loader thread starts and loads at nice +10: on two CPUs saturated by other work it gets
+  // about a tenth of one, and its first start compiles the loader's modules (15 s was too short
+  // once, with a load test running beside the suite).
+  await p.waitForLog((l) => l.event?.action === 'config-reloaded', 45_000);
   const control = threads(p.pid);
   assert.ok(control.length > before.length, 'the loader thread started');
   const [main, ...rest] = control;

@@ -271,8 +271,36 @@ test('many concurrent streams on one connection are all served', async (t) => {
   assert.equal(settings.maxConcurrentStreams, 128);
 });
 
-test('h2load completes a run over HTTP/2 with zero errors', { timeout: 20_000 }, async (t) => {
-  const { up, port } = await setup(t);
+/** perimeter_client_connections of the https listener, from the metrics text. */
+async function openConnections(p: TestPerimeter): Promise<number> {
+  const text = await p.runtime.metrics.registry.metrics();
+  const m = /^perimeter_client_connections\{cluster="web",protocol="https"\} (\d+)$/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+test('streams leave nothing behind: the connection gauge counts an HTTP/2 connection once, and 0 once it closes', async (t) => {
+  const { p, port } = await setup(t);
+  const session = connect(port);
+  // One after another, then many at once: every stream's exchange is released when it is done.
+  for (let i = 0; i < 30; i++) assert.equal((await request(session, { ':path': `/s${i}` })).status, 200);
+  const all = await Promise.all(Array.from({ length: 60 }, (_, i) => request(session, { ':path': `/c${i}` })));
+  assert.equal(all.filter((r) => r.status === 200).length, 60);
+  // A finished stream is released on the next turn of the event loop: poll for up to 3 s.
+  const settle = async (want: number): Promise<number> => {
+    let n = await openConnections(p);
+    for (let i = 0; i < 60 && n !== want; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      n = await openConnections(p);
+    }
+    return n;
+  };
+  assert.equal(await settle(1), 1, 'one HTTP/2 connection; its 90 finished streams are not counted');
+  session.close();
+  assert.equal(await settle(0), 0, 'nothing left once the connection closed');
+});
+
+test('h2load completes a run over HTTP/2 with zero errors, and leaves nothing behind', { timeout: 20_000 }, async (t) => {
+  const { p, up, port } = await setup(t);
   const out = await new Promise<string>((resolve, reject) => {
     execFile('h2load', ['-n', '2000', '-c', '4', '-m', '10', `https://localhost:${port}/`], { timeout: 15_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`h2load failed: ${err.message}\n${stdout}\n${stderr}`));
@@ -283,6 +311,14 @@ test('h2load completes a run over HTTP/2 with zero errors', { timeout: 20_000 },
   assert.match(out, /requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored, 0 timeout/, out);
   assert.match(out, /status codes: 2000 2xx/);
   assert.equal(up.received.length, 2000);
+  // h2load has closed its connections: none of them, and none of their 2,000 streams, is left
+  // (each stream's exchange once stayed tracked for ever: about 4 KiB per request).
+  let open = await openConnections(p);
+  for (let i = 0; i < 60 && open !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    open = await openConnections(p);
+  }
+  assert.equal(open, 0, 'nothing left once h2load is done');
 });
 
 test('a rapid-reset flood is cut off (GOAWAY) while another client is served', { timeout: 20_000 }, async (t) => {

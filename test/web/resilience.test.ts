@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { startUpstream, waitFor, type Upstream } from '../helpers/upstream.js';
 import { startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
 import { runLoad, summarize } from '../helpers/load.js';
@@ -357,4 +358,50 @@ test('passive ejection through the proxy: a backend answering 500 is ejected aft
   assert.equal(pool.describe().backends.find((x) => x.key === badKey)!.ejected, false);
   for (let i = 0; i < 4; i++) await request(p.port(), { path: `/after${i}` });
   assert.ok(bad.requests > 3, 'back in rotation after the ejection time');
+});
+
+test('connections closed by the client in any way leave nothing behind: a reset after perimeter closed, and after an answer', { timeout: 30_000 }, async (t) => {
+  const up = await startUpstream({ name: 'a' });
+  const p = await startPerimeter(webConfig({ services: { app: [up.port] }, sites: { [SITE]: 'app' } }));
+  t.after(() => closeAll(p, [up]));
+  const open = async (): Promise<number> => {
+    const m = /^perimeter_client_connections\{cluster="web",protocol="http"\} (\d+)$/m.exec(await p.runtime.metrics.registry.metrics());
+    return m ? Number(m[1]) : 0;
+  };
+  /** One request on a new connection; `then` is what the client does once it has the answer. */
+  const exchange = (head: string, then: (c: net.Socket) => void): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const c = net.connect(p.port(), '127.0.0.1');
+      let got = '';
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        then(c);
+      };
+      c.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        const end = got.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const length = /\r\ncontent-length: *(\d+)/i.exec(got.slice(0, end));
+        if (length ? got.length >= end + 4 + Number(length[1]) : got.endsWith('\r\n0\r\n\r\n')) finish();
+      });
+      c.on('end', finish);
+      c.on('close', () => resolve(got.split('\r\n')[0]!));
+      c.on('error', reject);
+      c.write(head);
+    });
+  for (let i = 0; i < 10; i++) {
+    // perimeter answers and closes (the client asked for it); the client resets instead of a FIN.
+    assert.equal(await exchange(`GET /r${i} HTTP/1.1\r\nHost: ${SITE}\r\nConnection: close\r\n\r\n`, (c) => c.resetAndDestroy()), 'HTTP/1.1 200 OK');
+    // A keep-alive connection the client resets once it has its answer.
+    assert.equal(await exchange(`GET /k${i} HTTP/1.1\r\nHost: ${SITE}\r\n\r\n`, (c) => c.resetAndDestroy()), 'HTTP/1.1 200 OK');
+  }
+  // perimeter's closing grace (1 s) is the longest anything may stay.
+  let n = await open();
+  for (let i = 0; i < 60 && n !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    n = await open();
+  }
+  assert.equal(n, 0, 'every connection is gone from the listener once closed');
 });
