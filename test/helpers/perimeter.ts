@@ -75,6 +75,22 @@ export async function startPerimeter(files: ConfigFiles): Promise<TestPerimeter>
   };
 }
 
+/**
+ * perimeter_client_connections of one web listener, read from the metrics text until it is
+ * `want` or 3 s have passed; returns the last value. A finished exchange is released on a later
+ * turn of the event loop, a connection perimeter closed after its closing grace (1 s).
+ */
+export async function settledClientConnections(p: TestPerimeter, protocol: 'http' | 'https', want: number, cluster = 'web'): Promise<number> {
+  const pattern = new RegExp(`^perimeter_client_connections\\{cluster="${cluster}",protocol="${protocol}"\\} (\\d+)$`, 'm');
+  const read = async (): Promise<number> => Number(pattern.exec(await p.runtime.metrics.registry.metrics())?.[1] ?? 0);
+  let n = await read();
+  for (let i = 0; i < 60 && n !== want; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    n = await read();
+  }
+  return n;
+}
+
 /** A YAML flow list of 127.0.0.1 backends for discovery.static. */
 export function backendList(ports: readonly number[]): string {
   return `[${ports.map((p) => `"127.0.0.1:${p}"`).join(', ')}]`;

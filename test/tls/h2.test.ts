@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
-import { startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
+import { settledClientConnections, startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
 import { makeCert } from '../helpers/certs.js';
 
 interface Setup {
@@ -271,13 +271,6 @@ test('many concurrent streams on one connection are all served', async (t) => {
   assert.equal(settings.maxConcurrentStreams, 128);
 });
 
-/** perimeter_client_connections of the https listener, from the metrics text. */
-async function openConnections(p: TestPerimeter): Promise<number> {
-  const text = await p.runtime.metrics.registry.metrics();
-  const m = /^perimeter_client_connections\{cluster="web",protocol="https"\} (\d+)$/m.exec(text);
-  return m ? Number(m[1]) : 0;
-}
-
 test('streams leave nothing behind: the connection gauge counts an HTTP/2 connection once, and 0 once it closes', async (t) => {
   const { p, port } = await setup(t);
   const session = connect(port);
@@ -285,18 +278,9 @@ test('streams leave nothing behind: the connection gauge counts an HTTP/2 connec
   for (let i = 0; i < 30; i++) assert.equal((await request(session, { ':path': `/s${i}` })).status, 200);
   const all = await Promise.all(Array.from({ length: 60 }, (_, i) => request(session, { ':path': `/c${i}` })));
   assert.equal(all.filter((r) => r.status === 200).length, 60);
-  // A finished stream is released on the next turn of the event loop: poll for up to 3 s.
-  const settle = async (want: number): Promise<number> => {
-    let n = await openConnections(p);
-    for (let i = 0; i < 60 && n !== want; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      n = await openConnections(p);
-    }
-    return n;
-  };
-  assert.equal(await settle(1), 1, 'one HTTP/2 connection; its 90 finished streams are not counted');
+  assert.equal(await settledClientConnections(p, 'https', 1), 1, 'one HTTP/2 connection; its 90 finished streams are not counted');
   session.close();
-  assert.equal(await settle(0), 0, 'nothing left once the connection closed');
+  assert.equal(await settledClientConnections(p, 'https', 0), 0, 'nothing left once the connection closed');
 });
 
 test('h2load completes a run over HTTP/2 with zero errors, and leaves nothing behind', { timeout: 20_000 }, async (t) => {
@@ -313,12 +297,7 @@ test('h2load completes a run over HTTP/2 with zero errors, and leaves nothing be
   assert.equal(up.received.length, 2000);
   // h2load has closed its connections: none of them, and none of their 2,000 streams, is left
   // (each stream's exchange once stayed tracked for ever: about 4 KiB per request).
-  let open = await openConnections(p);
-  for (let i = 0; i < 60 && open !== 0; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    open = await openConnections(p);
-  }
-  assert.equal(open, 0, 'nothing left once h2load is done');
+  assert.equal(await settledClientConnections(p, 'https', 0), 0, 'nothing left once h2load is done');
 });
 
 test('a rapid-reset flood is cut off (GOAWAY) while another client is served', { timeout: 20_000 }, async (t) => {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { startUpstream, waitFor, type Upstream } from '../helpers/upstream.js';
-import { startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
+import { settledClientConnections, startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
 import { runLoad, summarize } from '../helpers/load.js';
 import { webConfig } from './fixtures.js';
 
@@ -364,10 +364,6 @@ test('connections closed by the client in any way leave nothing behind: a reset 
   const up = await startUpstream({ name: 'a' });
   const p = await startPerimeter(webConfig({ services: { app: [up.port] }, sites: { [SITE]: 'app' } }));
   t.after(() => closeAll(p, [up]));
-  const open = async (): Promise<number> => {
-    const m = /^perimeter_client_connections\{cluster="web",protocol="http"\} (\d+)$/m.exec(await p.runtime.metrics.registry.metrics());
-    return m ? Number(m[1]) : 0;
-  };
   /** One request on a new connection; `then` is what the client does once it has the answer. */
   const exchange = (head: string, then: (c: net.Socket) => void): Promise<string> =>
     new Promise((resolve, reject) => {
@@ -398,10 +394,5 @@ test('connections closed by the client in any way leave nothing behind: a reset 
     assert.equal(await exchange(`GET /k${i} HTTP/1.1\r\nHost: ${SITE}\r\n\r\n`, (c) => c.resetAndDestroy()), 'HTTP/1.1 200 OK');
   }
   // perimeter's closing grace (1 s) is the longest anything may stay.
-  let n = await open();
-  for (let i = 0; i < 60 && n !== 0; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    n = await open();
-  }
-  assert.equal(n, 0, 'every connection is gone from the listener once closed');
+  assert.equal(await settledClientConnections(p, 'http', 0), 0, 'every connection is gone from the listener once closed');
 });
