@@ -21,7 +21,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, rotate } from './harness.js';
+import { median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, rotate } from './harness.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -84,8 +84,8 @@ function childOf(pid: number): number {
 
 /** utime and stime (clock ticks, 100 per second here) of a process. */
 function ticks(pid: number): [number, number] {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return [Number(f[11]), Number(f[12])];
+  const t = parseProcStatTicks(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  return [t.user, t.system];
 }
 
 function wrk(port: number, seconds: number): ReturnType<typeof parseWrk> {

@@ -287,6 +287,19 @@ export function parseStubStatus(text: string): { accepts: number; handled: numbe
 }
 
 /** VmRSS of /proc/PID/status, in KiB. */
+/**
+ * utime and stime (clock ticks) from the text of /proc/PID/stat. The command
+ * name, in parentheses, may hold spaces and parentheses itself: the fields
+ * are counted from the last ')'.
+ */
+export function parseProcStatTicks(stat: string): { user: number; system: number } {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const user = Number(f[11]);
+  const system = Number(f[12]);
+  if (!Number.isFinite(user) || !Number.isFinite(system)) throw new Error(`not a /proc/PID/stat line: ${stat.slice(0, 80)}`);
+  return { user, system };
+}
+
 export function parseVmRssKiB(status: string): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(status);
   return m ? Number(m[1]) : 0;

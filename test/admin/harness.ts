@@ -7,13 +7,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
-import net from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { formatIssue, loadConfig } from '../../src/config/load.js';
 import type { Logger } from '../../src/core/log.js';
 import { Runtime } from '../../src/core/runtime.js';
 import type { ReloadOutcome, ReloadTrigger } from '../../src/admin/types.js';
+import { freePort } from '../helpers/cli.js';
 import { writeConfig, type ConfigFiles } from '../helpers/perimeter.js';
 
 export interface CapturedLog {
@@ -38,16 +38,7 @@ export function captureLog(): CapturedLog {
  * every reload would count as a new address and replace the listener,
  * cutting the POST /api/reload that asked for it.
  */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Insert an admin section (default: loopback on a free port) before `defaults:`. */
 export async function withAdmin<T extends { perimeter: string }>(cfg: T, admin?: string): Promise<T> {

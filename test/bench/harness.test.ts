@@ -11,7 +11,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  haproxyConf, median, nginxBackendConf, nginxProxyConf, parseStubStatus, parseVmRssKiB, parseWrk,
+  haproxyConf, median, nginxBackendConf, nginxProxyConf, parseProcStatTicks, parseStubStatus, parseVmRssKiB, parseWrk,
   parseWrkTime, perimeterPlatformYaml, perimeterSitesYaml, rotate, roundRatios, socketErrorTotal, summarize,
   summarizeProfile, SMALL_BODY, table, type CpuProfile,
   parseH2load,
@@ -96,6 +96,13 @@ test('stub_status, VmRSS and the text table', () => {
   assert.throws(() => parseStubStatus('<html>404</html>'), /stub_status/);
   assert.equal(parseVmRssKiB('Name:\tnode\nVmRSS:\t   51234 kB\nRssAnon:\t 1 kB\n'), 51234);
   assert.equal(table(['a', 'bb'], [['xyz', '1']]), 'a    bb\n---  --\nxyz   1');
+});
+
+test('/proc/PID/stat: utime and stime, counted from the last parenthesis of the command name', () => {
+  const rest = 'S 1 2 2 0 -1 4194560 100 0 0 0 1234 567 0 0 20 0 1 0 99 3133440 388';
+  assert.deepEqual(parseProcStatTicks(`4771 (node) ${rest}`), { user: 1234, system: 567 });
+  assert.deepEqual(parseProcStatTicks(`4772 (a) b (c)) ${rest}`), { user: 1234, system: 567 });
+  assert.throws(() => parseProcStatTicks('4773 (node) S 1'), /not a \/proc\/PID\/stat line/);
 });
 
 test('configurations: the same two answers behind every proxy, and perimeter accepts its own', async () => {

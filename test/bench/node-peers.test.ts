@@ -7,17 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
+import { freePort } from '../helpers/cli.js';
 
 const BODY = 'peer-body-0123456789\n';
-
-async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** Starts `node dist/bench/node-peers.js PEER PORT BACKEND` and resolves on its ready line. */
 function startPeer(peer: string, port: number, backendPort: number): Promise<ChildProcess> {

@@ -7,21 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
+import { freePort } from '../helpers/cli.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { startPerimeter } from '../helpers/perimeter.js';
 import { pino } from 'pino';
 import { OcspStapler, parseOcspResponse } from '../../src/tls/ocsp.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function openssl(args: string[]): string {
   return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });

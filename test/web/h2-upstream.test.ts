@@ -10,10 +10,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
-import net from 'node:net';
+import type net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../helpers/cli.js';
 import { startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
 import { makeCert } from '../helpers/certs.js';
 import { waitFor } from '../helpers/upstream.js';
@@ -128,14 +129,6 @@ async function startH2Backend(): Promise<H2Backend> {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 interface Setup {
