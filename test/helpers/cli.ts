@@ -3,6 +3,7 @@
  * workers), read its JSON event log, and find its worker processes.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 export interface LogLine {
@@ -93,11 +94,45 @@ export function runPerimeter(dir: string, args: string[] = []): RunningPerimeter
   };
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
+/** Whether a listener can bind 127.0.0.1:port now (and `0`: the port the kernel chose). */
+function tryListen(port: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(null));
+    srv.listen(port, '127.0.0.1', () => {
+      const got = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(got));
+    });
+  });
+}
+
+/** The kernel's ephemeral port range (ip_local_port_range), where listen(0) and outgoing connections take ports. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(lo) && Number.isInteger(hi)) return [lo!, hi!];
+  } catch {
+    /* not Linux */
+  }
+  return [32768, 60999];
+}
+
+/**
+ * A TCP port that was free a moment ago on 127.0.0.1, for a test that must
+ * write a port into a configuration before anything listens on it. Chosen
+ * at random below the ephemeral range: a port from listen(0) lies in that
+ * range, where an outgoing connection of a test running beside this one
+ * can take it as its local port before perimeter listens (a CI run failed
+ * on EADDRINUSE that way). Falls back to listen(0).
+ */
 export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
+  const [lo] = ephemeralRange();
+  const from = 10_000;
+  for (let i = 0; i < 50 && lo - from > 1000; i++) {
+    const port = from + Math.floor(Math.random() * (lo - from));
+    if ((await tryListen(port)) !== null) return port;
+  }
+  const port = await tryListen(0);
+  if (port === null) throw new Error('no free port on 127.0.0.1');
   return port;
 }
