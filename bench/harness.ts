@@ -286,7 +286,6 @@ export function parseStubStatus(text: string): { accepts: number; handled: numbe
   return { accepts: Number(m[1]), handled: Number(m[2]), requests: Number(m[3]) };
 }
 
-/** VmRSS of /proc/PID/status, in KiB. */
 /**
  * utime and stime (clock ticks) from the text of /proc/PID/stat. The command
  * name, in parentheses, may hold spaces and parentheses itself: the fields
@@ -300,6 +299,7 @@ export function parseProcStatTicks(stat: string): { user: number; system: number
   return { user, system };
 }
 
+/** VmRSS of /proc/PID/status, in KiB. */
 export function parseVmRssKiB(status: string): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(status);
   return m ? Number(m[1]) : 0;

@@ -1207,12 +1207,13 @@ async function main(): Promise<void> {
   const pm = memory[perimeter.name];
   const pr = reload[perimeter.name];
   const ok = (b: boolean): string => (b ? 'met' : 'not met');
-  const handshakeRatio = tlsRows.full!.find((r) => r.contender === 'perimeter')?.x?.median ?? Number.NaN;
+  const fullRow = (name: string): TlsRow | undefined => tlsRows.full!.find((r) => r.contender === name);
+  const handshakeRatio = fullRow('perimeter')?.x?.median ?? Number.NaN;
   const resumedRatio = tlsRows.handshake!.find((r) => r.contender === 'perimeter')?.x?.median ?? Number.NaN;
-  const floorRatio = tlsRows.full!.find((r) => r.contender === 'node:tls proxy')?.x?.median ?? Number.NaN;
+  const floorRatio = fullRow('node:tls proxy')?.x?.median ?? Number.NaN;
   // Handshakes per CPU-second ÷ nginx's: the per-core rate even when wrk cannot saturate nginx.
-  const handshakeByCpu = tlsRows.full!.find((r) => r.contender === 'perimeter')?.xByCpu?.median ?? Number.NaN;
-  const floorByCpu = tlsRows.full!.find((r) => r.contender === 'node:tls proxy')?.xByCpu?.median ?? Number.NaN;
+  const handshakeByCpu = fullRow('perimeter')?.xByCpu?.median ?? Number.NaN;
+  const floorByCpu = fullRow('node:tls proxy')?.xByCpu?.median ?? Number.NaN;
   const tcpRatio = tcpRows.find((r) => r.contender === 'perimeter tcp')?.x?.median ?? Number.NaN;
   // "≥ 2× Fastify/http-proxy": perimeter against each Node.js peer measured in the same rounds.
   const figures = (name: string): PeerFigures => ({

@@ -6,7 +6,8 @@ import type { ConfigInfo, ReloadOutcome } from '../../src/admin/types.js';
 import type { SiteRow } from '../../src/config/inventory.js';
 import type { PoolDescription } from '../../src/upstream/pool.js';
 import type { BackendRow } from '../../src/admin/server.js';
-import { freePort, getJSON, request, sample, startAdminPerimeter, withAdmin } from './harness.js';
+import { freePort } from '../helpers/cli.js';
+import { getJSON, request, sample, startAdminPerimeter, withAdmin } from './harness.js';
 
 test('admin API: every endpoint answers with its shape; unknown paths 404, wrong methods 405 with Allow', async (t) => {
   const a = await startUpstream({ name: 'a' });

@@ -5,7 +5,8 @@ import { startUpstream } from '../helpers/upstream.js';
 import { webConfig } from '../web/fixtures.js';
 import { snapshotToJSON } from '../../src/config/load.js';
 import { AdminServer } from '../../src/admin/server.js';
-import { captureLog, freePort, request, startAdminPerimeter, withAdmin } from './harness.js';
+import { freePort } from '../helpers/cli.js';
+import { captureLog, request, startAdminPerimeter, withAdmin } from './harness.js';
 
 const ENDPOINTS = ['/', '/metrics', '/api/config', '/api/sites', '/api/pools', '/api/backends'];
 

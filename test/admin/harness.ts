@@ -34,13 +34,10 @@ export function captureLog(): CapturedLog {
 }
 
 /**
- * A port the OS just handed out, for the admin listener: with "127.0.0.1:0"
- * every reload would count as a new address and replace the listener,
- * cutting the POST /api/reload that asked for it.
+ * Insert an admin section (default: loopback on a free port) before `defaults:`.
+ * A fixed port, not "127.0.0.1:0": with :0 every reload would count as a new
+ * address and replace the listener, cutting the POST /api/reload that asked for it.
  */
-export { freePort };
-
-/** Insert an admin section (default: loopback on a free port) before `defaults:`. */
 export async function withAdmin<T extends { perimeter: string }>(cfg: T, admin?: string): Promise<T> {
   const section = admin ?? `admin:\n  listen: "127.0.0.1:${await freePort()}"\n`;
   return { ...cfg, perimeter: cfg.perimeter.replace('defaults:', `${section}defaults:`) };

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, request, startAdminPerimeter, type Reply } from '../admin/harness.js';
+import { freePort } from '../helpers/cli.js';
+import { request, startAdminPerimeter, type Reply } from '../admin/harness.js';
 import { startPerimeter } from '../helpers/perimeter.js';
 
 const WEB = `clusters:

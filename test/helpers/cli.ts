@@ -94,7 +94,7 @@ export function runPerimeter(dir: string, args: string[] = []): RunningPerimeter
   };
 }
 
-/** Whether a listener can bind 127.0.0.1:port now (and `0`: the port the kernel chose). */
+/** Binds 127.0.0.1:port and closes again: the port bound (the kernel's choice for 0), or null if it was taken. */
 function tryListen(port: number): Promise<number | null> {
   return new Promise((resolve) => {
     const srv = net.createServer();
@@ -106,15 +106,15 @@ function tryListen(port: number): Promise<number | null> {
   });
 }
 
-/** The kernel's ephemeral port range (ip_local_port_range), where listen(0) and outgoing connections take ports. */
-function ephemeralRange(): [number, number] {
+/** The first port of the kernel's ephemeral range (ip_local_port_range), where listen(0) and outgoing connections take ports. */
+function ephemeralStart(): number {
   try {
-    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    if (Number.isInteger(lo) && Number.isInteger(hi)) return [lo!, hi!];
+    const lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(lo)) return lo;
   } catch {
     /* not Linux */
   }
-  return [32768, 60999];
+  return 32768;
 }
 
 /**
@@ -126,7 +126,7 @@ function ephemeralRange(): [number, number] {
  * on EADDRINUSE that way). Falls back to listen(0).
  */
 export async function freePort(): Promise<number> {
-  const [lo] = ephemeralRange();
+  const lo = ephemeralStart();
   const from = 10_000;
   for (let i = 0; i < 50 && lo - from > 1000; i++) {
     const port = from + Math.floor(Math.random() * (lo - from));

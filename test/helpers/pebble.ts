@@ -29,8 +29,6 @@ export interface Pebble {
   stop(): Promise<void>;
 }
 
-export { freePort };
-
 function get(url: string, ca: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { ca, timeout: 2_000 }, (res) => {

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { startUpstream } from '../helpers/upstream.js';
 import { startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
-import { freePort, startPebble } from '../helpers/pebble.js';
+import { freePort } from '../helpers/cli.js';
+import { startPebble } from '../helpers/pebble.js';
 import { siteInventory } from '../../src/config/inventory.js';
 
 function config(

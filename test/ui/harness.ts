@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { hashPassword } from '../../src/admin/ui/users.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { webConfig } from '../web/fixtures.js';
-import { freePort, request, startAdminPerimeter, type AdminPerimeter, type Reply } from '../admin/harness.js';
+import { freePort } from '../helpers/cli.js';
+import { request, startAdminPerimeter, type AdminPerimeter, type Reply } from '../admin/harness.js';
 
 export const USER = 'alice';
 export const PASSWORD = 'correct horse battery staple';
