@@ -2,7 +2,7 @@
  * Compare perimeter builds with each other and with nginx in interleaved
  * rounds: the lab method behind the request-path changes in BENCHMARKS.md.
  *
- *   node dist/bench/compare-builds.js [--rounds 6] [--seconds 4] [--path /small] [--connections 50] NAME=DIST ...
+ *   node dist/bench/compare-builds.js [--rounds 6] [--seconds 4] [--path /small] [--connections 50] [--tls] NAME=DIST ...
  *
  * DIST is a build's `dist` directory (`dist/src/cli/main.js` inside it), with
  * the project's node_modules reachable from it (e.g. a copy of an earlier
@@ -12,20 +12,23 @@
  * for each it prints req/s, the ratio to nginx in that round, and the user
  * and system CPU time per request of the proxy's request-path process (from
  * /proc), which drifts less with the machine's noise than req/s does.
+ * With --tls: the bench's full-handshake scenario instead (HTTPS listeners,
+ * the bench's RSA-2048 certificate and groups, resumption off on both, a new
+ * connection per request), so the figures are per TLS connection.
  * Needs nginx, wrk and taskset; starts everything on 127.0.0.1 ports chosen
  * at random and stops it all on exit.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, rotate } from './harness.js';
+import { median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate } from './harness.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
-  options: { rounds: { type: 'string', default: '6' }, seconds: { type: 'string', default: '4' }, path: { type: 'string', default: '/small' }, connections: { type: 'string', default: '50' } },
+  options: { rounds: { type: 'string', default: '6' }, seconds: { type: 'string', default: '4' }, path: { type: 'string', default: '/small' }, connections: { type: 'string', default: '50' }, tls: { type: 'boolean', default: false } },
 });
 const builds = positionals.map((p) => {
   const eq = p.indexOf('=');
@@ -33,14 +36,20 @@ const builds = positionals.map((p) => {
   return { name: p.slice(0, eq), dist: resolve(p.slice(eq + 1)) };
 });
 if (builds.length === 0) {
-  process.stderr.write('usage: compare-builds.js [--rounds N] [--seconds S] [--path P] [--connections C] NAME=DIST ...\n');
+  process.stderr.write('usage: compare-builds.js [--rounds N] [--seconds S] [--path P] [--connections C] [--tls] NAME=DIST ...\n');
   process.exit(2);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'perimeter-compare-'));
 const children: ChildProcess[] = [];
 process.on('exit', () => {
-  for (const c of children) if (c.pid !== undefined) spawnSync('kill', ['-TERM', `-${c.pid}`]);
+  for (const c of children) {
+    try {
+      if (c.pid !== undefined) process.kill(-c.pid, 'SIGTERM'); // the process group: nginx's workers, perimeter's worker
+    } catch {
+      // already gone
+    }
+  }
   rmSync(dir, { recursive: true, force: true });
 });
 process.on('SIGINT', () => process.exit(130));
@@ -89,7 +98,8 @@ function ticks(pid: number): [number, number] {
 }
 
 function wrk(port: number, seconds: number): ReturnType<typeof parseWrk> {
-  const r = spawnSync('taskset', ['-c', '1', 'wrk', '-t1', `-c${opt.connections}`, `-d${seconds}s`, '--latency', '-H', 'Host: bench.test', `http://127.0.0.1:${port}${opt.path}`], { encoding: 'utf8' });
+  const target = opt.tls ? ['-H', 'Connection: close', `https://localhost:${port}${opt.path}`] : [`http://127.0.0.1:${port}${opt.path}`];
+  const r = spawnSync('taskset', ['-c', '1', 'wrk', '-t1', `-c${opt.connections}`, `-d${seconds}s`, '--latency', '-H', 'Host: bench.test', ...target], { encoding: 'utf8' });
   return parseWrk(r.stdout + r.stderr);
 }
 
@@ -99,16 +109,25 @@ writeFileSync(join(dir, 'www', '64k'), Buffer.alloc(64 * 1024, 'x'));
 writeFileSync(join(dir, 'backend.conf'), nginxBackendConf(dir, { port: backendPort, statusPort: await freePort() }));
 start('1', 'nginx', ['-p', dir, '-e', join(dir, 'backend.err'), '-c', join(dir, 'backend.conf')]);
 const nginxPort = await freePort();
-writeFileSync(join(dir, 'nginx.change.conf'), nginxChangeInclude(0));
-writeFileSync(join(dir, 'nginx.conf'), nginxProxyConf(dir, 'nginx', { port: nginxPort, backendPort, workers: 1 }));
+const cert = { cert: join(dir, 'tls-cert.pem'), key: join(dir, 'tls-key.pem') };
+if (opt.tls) {
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', cert.key, '-out', cert.cert, '-days', '30',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,DNS:bench.test'], { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error('openssl could not make the certificate');
+  chmodSync(cert.key, 0o644); // nginx's workers read it as nobody when started by root
+  writeFileSync(join(dir, 'nginx.conf'), nginxTlsConf(dir, 'nginx', { port: nginxPort, backendPort, ...cert, resumption: false }));
+} else {
+  writeFileSync(join(dir, 'nginx.change.conf'), nginxChangeInclude(0));
+  writeFileSync(join(dir, 'nginx.conf'), nginxProxyConf(dir, 'nginx', { port: nginxPort, backendPort, workers: 1 }));
+}
 const nginx = start('0', 'nginx', ['-p', dir, '-e', join(dir, 'nginx.err'), '-c', join(dir, 'nginx.conf')]);
 const contenders: { name: string; port: number; root: ChildProcess; pid?: number }[] = [{ name: 'nginx', port: nginxPort, root: nginx }];
 for (const b of builds) {
   const port = await freePort();
   const cdir = join(dir, b.name);
   mkdirSync(join(cdir, 'sites'), { recursive: true });
-  writeFileSync(join(cdir, 'perimeter.yaml'), perimeterPlatformYaml({ port, backendPort }));
-  writeFileSync(join(cdir, 'sites', 'bench.yaml'), perimeterSitesYaml(0));
+  writeFileSync(join(cdir, 'perimeter.yaml'), opt.tls ? perimeterTlsPlatformYaml({ httpsPort: port, backendPort, ...cert, resumption: false }) : perimeterPlatformYaml({ port, backendPort }));
+  writeFileSync(join(cdir, 'sites', 'bench.yaml'), perimeterSitesYaml(0, opt.tls ? ['localhost'] : []));
   contenders.push({ name: b.name, port, root: start('0', process.execPath, [join(b.dist, 'src', 'cli', 'main.js'), 'run', '--workers', '1', '--no-watch', cdir]) });
 }
 await waitListening(backendPort);
@@ -116,7 +135,7 @@ for (const c of contenders) {
   await waitListening(c.port);
   // taskset execs the proxy, so the spawned pid is nginx's master or perimeter's control process.
   c.pid = childOf(c.root.pid!);
-  wrk(c.port, 2); // warm-up
+  wrk(c.port, opt.tls ? 4 : 2); // warm-up (a fresh Node.js process compiles its handshake path in its first seconds)
 }
 
 const seconds = Number(opt.seconds);
@@ -127,7 +146,7 @@ for (let round = 0; round < Number(opt.rounds); round++) {
     const [u0, s0] = ticks(c.pid!);
     const r = wrk(c.port, seconds);
     const [u1, s1] = ticks(c.pid!);
-    const per = 1e4 / Math.max(1, r.requests); // ticks are 10 ms: µs per request
+    const per = 1e4 / Math.max(1, r.requests); // ticks are 10 ms: µs per request (per connection with --tls)
     got.set(c.name, { rps: r.rps, user: (u1 - u0) * per, sys: (s1 - s0) * per, p99: r.latencyUs.p99 });
   }
   const ref = got.get('nginx')!.rps;
@@ -138,7 +157,7 @@ for (let round = 0; round < Number(opt.rounds); round++) {
   });
   process.stdout.write(`round ${round + 1}: ${cells.join(' | ')}\n`);
 }
-process.stdout.write(`\nmedians over ${opt.rounds} rounds of ${seconds} s, wrk -c${opt.connections} ${opt.path}:\n`);
+process.stdout.write(`\nmedians over ${opt.rounds} rounds of ${seconds} s, wrk -c${opt.connections} ${opt.path}${opt.tls ? ', full TLS handshakes (µs per connection)' : ''}:\n`);
 for (const c of contenders) {
   const xs = results.get(c.name)!;
   const m = (f: (x: (typeof xs)[number]) => number): number => median(xs.map(f));

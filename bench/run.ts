@@ -844,8 +844,8 @@ async function main(): Promise<void> {
     haproxy: await freePort(), perimeter: await freePort(), perimeter2: await freePort(),
   };
   const started = Date.now();
-  const machine = { nproc: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, nice: canNice ? -10 : 0, fdLimit };
-  process.stdout.write(`perimeter bench: ${quick ? 'quick' : 'full'}, ${rounds} round(s) of ${duration} s loads (${extraS} s for TLS, HTTP/2 and TCP); ${machine.nproc} CPUs (${machine.cpu}); node ${machine.node}; nice ${machine.nice}; fd limit ${fdLimit}\n`);
+  const machine = { nproc: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, openssl: process.versions.openssl, nice: canNice ? -10 : 0, fdLimit };
+  process.stdout.write(`perimeter bench: ${quick ? 'quick' : 'full'}, ${rounds} round(s) of ${duration} s loads (${extraS} s for TLS, HTTP/2 and TCP); ${machine.nproc} CPUs (${machine.cpu}); node ${machine.node} (OpenSSL ${machine.openssl}); nice ${machine.nice}; fd limit ${fdLimit}\n`);
   if (!canNice) process.stdout.write('  (not permitted to run at nice -10: numbers will be noisier; run as root for less noise)\n');
   if (args.profile) return profileMode(dir, ports);
 
