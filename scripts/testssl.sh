@@ -33,8 +33,15 @@ EXT
 openssl x509 -req -in "$work/site.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 89 -extfile "$work/ext.cnf" -out "$work/leaf.pem" >/dev/null 2>&1
 cat "$work/leaf.pem" "$work/ca.pem" > "$work/site.pem"
 
-port_http=$((20000 + RANDOM % 20000))
-port_https=$((port_http + 1))
+# Two ports below the kernel's ephemeral range, where no outgoing connection
+# can take them before perimeter listens (as test/helpers/cli.ts freePort),
+# and that no socket uses now.
+eph_start=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+for _ in $(seq 1 20); do
+  port_http=$((10000 + RANDOM % (eph_start - 10001)))
+  port_https=$((port_http + 1))
+  [ -z "$(ss -Htan "( sport = :$port_http or sport = :$port_https )" 2>/dev/null)" ] && break
+done
 mkdir -p "$work/conf/sites"
 cat > "$work/conf/perimeter.yaml" <<YAML
 clusters:
