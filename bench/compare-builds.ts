@@ -24,7 +24,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate } from './harness.js';
+import { benchCertArgs, median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate } from './harness.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -111,8 +111,7 @@ start('1', 'nginx', ['-p', dir, '-e', join(dir, 'backend.err'), '-c', join(dir, 
 const nginxPort = await freePort();
 const cert = { cert: join(dir, 'tls-cert.pem'), key: join(dir, 'tls-key.pem') };
 if (opt.tls) {
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', cert.key, '-out', cert.cert, '-days', '30',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,DNS:bench.test'], { stdio: 'ignore' });
+  const r = spawnSync('openssl', benchCertArgs(cert.cert, cert.key), { stdio: 'ignore' });
   if (r.status !== 0) throw new Error('openssl could not make the certificate');
   chmodSync(cert.key, 0o644); // nginx's workers read it as nobody when started by root
   writeFileSync(join(dir, 'nginx.conf'), nginxTlsConf(dir, 'nginx', { port: nginxPort, backendPort, ...cert, resumption: false }));

@@ -447,6 +447,14 @@ discovery:
 /** The TLS settings both TLS contenders use: one certificate, TLS 1.2/1.3, the same key-exchange groups (perimeter's defaults). */
 export const TLS_CURVES = 'X25519:prime256v1:secp384r1';
 
+/** `openssl` arguments for the bench's one TLS certificate (RSA 2048, self-signed, for localhost and BENCH_HOST), for the bench and compare-builds --tls. */
+export function benchCertArgs(certFile: string, keyFile: string): string[] {
+  return [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '30',
+    '-subj', '/CN=localhost', '-addext', `subjectAltName=DNS:localhost,DNS:${BENCH_HOST}`,
+  ];
+}
+
 /** nginx as the TLS reference: HTTPS with HTTP/2 on one listener, proxy_pass with upstream keep-alive. */
 export function nginxTlsConf(dir: string, name: string, o: { port: number; backendPort: number; cert: string; key: string; resumption?: boolean }): string {
   return `# ${name} for bench/run.ts: TLS termination (HTTP/1.1 and HTTP/2) + proxy_pass with upstream keep-alive

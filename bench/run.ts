@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CpuBudget } from './cpu-budget.js';
 import {
-  BENCH_HOST, BULK_BYTES, LARGE_BYTES, PEER_FACTOR, formatPeerComparison, formatRps, median, formatUs, haproxyConf, haproxyTcpConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
+  BENCH_HOST, BULK_BYTES, benchCertArgs, LARGE_BYTES, PEER_FACTOR, formatPeerComparison, formatRps, median, formatUs, haproxyConf, haproxyTcpConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
   nginxTlsConf, parseH2load, parsePaceLog, parsePaceSummary, percentile, splitByChanges, parseProcStatTicks, parseStubStatus, parseVmRssKiB, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTcpPlatformYaml,
   perimeterTlsPlatformYaml, roundRatios, rotate, socketErrorTotal, summarize, summarizeProfile, table, versusPeer, type CpuProfile, type H2loadResult, type PeerFigures,
   type PacedRequest, type Summary, type WrkResult,
@@ -490,10 +490,7 @@ async function startPerimeter(dir: string, name: string, port: number, backendPo
 function makeBenchCert(dir: string): { cert: string; key: string } {
   const cert = join(dir, 'tls-cert.pem');
   const key = join(dir, 'tls-key.pem');
-  const r = spawnSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30',
-    '-subj', '/CN=localhost', '-addext', `subjectAltName=DNS:localhost,DNS:${BENCH_HOST}`,
-  ], { stdio: 'ignore' });
+  const r = spawnSync('openssl', benchCertArgs(cert, key), { stdio: 'ignore' });
   if (r.status !== 0) throw new Error('openssl could not make the bench certificate');
   chmodSync(key, 0o644); // nginx reads it as the user that started it; the directory is private to the run
   return { cert, key };

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,6 +22,8 @@ import {
   perimeterTcpPlatformYaml,
   versusPeer,
   formatPeerComparison,
+  benchCertArgs,
+  BENCH_HOST,
   type PeerFigures,
 } from '../../bench/harness.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -383,4 +385,19 @@ test('≥ 2× a Node.js peer: per-round throughput ratios ≥ 2 on small and 64 
   const missing = versusPeer('http-proxy', perimeter, { smallRps: [], largeRps: [], addedP50Us: Number.NaN, addedP99Us: Number.NaN });
   assert.equal(missing.met, false);
   assert.equal(formatPeerComparison(missing), 'http-proxy –, –, –, –');
+});
+
+test('benchCertArgs: openssl makes the one RSA-2048 certificate every TLS contender serves, for localhost and the bench host', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-cert-'));
+  try {
+    const cert = join(dir, 'cert.pem');
+    const made = spawnSync('openssl', benchCertArgs(cert, join(dir, 'key.pem')), { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const text = spawnSync('openssl', ['x509', '-in', cert, '-noout', '-text'], { encoding: 'utf8' }).stdout;
+    assert.match(text, /Public-Key: \(2048 bit\)/);
+    assert.match(text, /rsaEncryption/);
+    assert.match(text, new RegExp(`DNS:localhost, DNS:${BENCH_HOST.replace('.', '\\.')}`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
