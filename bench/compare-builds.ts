@@ -24,7 +24,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchCertArgs, median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate } from './harness.js';
+import { BENCH_HOST, benchCertArgs, median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate } from './harness.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -99,7 +99,7 @@ function ticks(pid: number): [number, number] {
 
 function wrk(port: number, seconds: number): ReturnType<typeof parseWrk> {
   const target = opt.tls ? ['-H', 'Connection: close', `https://localhost:${port}${opt.path}`] : [`http://127.0.0.1:${port}${opt.path}`];
-  const r = spawnSync('taskset', ['-c', '1', 'wrk', '-t1', `-c${opt.connections}`, `-d${seconds}s`, '--latency', '-H', 'Host: bench.test', ...target], { encoding: 'utf8' });
+  const r = spawnSync('taskset', ['-c', '1', 'wrk', '-t1', `-c${opt.connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${BENCH_HOST}`, ...target], { encoding: 'utf8' });
   return parseWrk(r.stdout + r.stderr);
 }
 
