@@ -7,7 +7,7 @@
  * measured in the same rounds rather than quoted from the baseline.
  *
  *   npm run bench                 # full: 3 rounds of 5 s loads, about 13½ minutes
- *   npm run bench -- --quick      # 1 round of 2 s loads, about 3 minutes
+ *   npm run bench -- --quick      # 1 round of 1 s loads, about 2 minutes
  *   npm run bench -- --profile    # perimeter under the small-response load with --cpu-prof
  *   npm run bench -- --only tls   # some scenarios only: memory, http, tls, workers, reload, tcp
  *
@@ -69,10 +69,10 @@ const { values: args } = parseArgs({
 if (args.help) {
   process.stdout.write(`Usage: npm run bench -- [--quick] [--profile] [--rounds N] [--duration SECONDS] [--connections N] [--out FILE]
 
-  --quick          1 round of 2 s loads (about 3 minutes) instead of 3 rounds of 5 s (about 13½ minutes)
+  --quick          1 round of 1 s loads (about 2 minutes) instead of 3 rounds of 5 s (about 13 minutes)
   --profile        only profile perimeter (--cpu-prof) under the small-response load; prints top self time
   --rounds N       interleaved rounds (default 3, quick 1)
-  --duration S     seconds per load (default 5, quick 2)
+  --duration S     seconds per load (default 5, quick 1; the 1-vs-2-workers loads at least 2)
   --connections N  idle keep-alive connections for the memory scenario (default 10000)
   --out FILE       JSON results (default bench/results/latest.json)
   --only LIST      comma-separated scenarios to run (default all): ${SCENARIOS.join(', ')}
@@ -91,14 +91,21 @@ const quick = args.quick;
 const rounds = Number(args.rounds ?? (quick ? 1 : 3));
 // 5 s per load in a full run: the two Node.js peers add 18 loads to the per-core rounds and the
 // reload scenario a pair of 10 s runs per round; at 6 s the full run took about 14.4 minutes.
-const duration = Number(args.duration ?? (quick ? 2 : 5));
+const duration = Number(args.duration ?? (quick ? 1 : 5));
 const warmupS = quick ? 1 : 2;
 /** Seconds per load of the TLS, HTTP/2 and TCP scenarios (shorter: there are more of them). */
 const extraS = Math.max(1, Math.min(duration, quick ? 2 : 5));
+/**
+ * Seconds per load of the 1-vs-2-workers rows: at least 2. The CPU budget's quota is enforced
+ * per 100 ms period; with 1 s loads one --quick run gave 1.45× (nginx 2.09×), with 2 s 2.20–2.30×.
+ */
+const scalingS = Math.max(2, duration);
 const idleConnections = Number(args.connections);
+/** How long the idle connections are held open before they are counted again (closed by the proxy?). */
+const idleHoldMs = quick ? 1000 : 3000;
 // The issue's rate, 2 changes a second, in both modes.
-const reloadSeconds = quick ? 4 : 10;
-const reloadChanges = quick ? 8 : 20;
+const reloadSeconds = quick ? 3 : 10;
+const reloadChanges = quick ? 6 : 20;
 /**
  * The requests sent this long after a change count as "after a change"; the rest of a changing
  * run is its steady state (splitByChanges). perimeter's reload uses its last CPU within 30 ms of
@@ -842,19 +849,23 @@ async function main(): Promise<void> {
   };
   const started = Date.now();
   const machine = { nproc: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, openssl: process.versions.openssl, nice: canNice ? -10 : 0, fdLimit };
-  process.stdout.write(`perimeter bench: ${quick ? 'quick' : 'full'}, ${rounds} round(s) of ${duration} s loads (${extraS} s for TLS, HTTP/2 and TCP); ${machine.nproc} CPUs (${machine.cpu}); node ${machine.node} (OpenSSL ${machine.openssl}); nice ${machine.nice}; fd limit ${fdLimit}\n`);
+  process.stdout.write(`perimeter bench: ${quick ? 'quick' : 'full'}, ${rounds} round(s) of ${duration} s loads (${extraS} s for TLS, HTTP/2 and TCP, ${scalingS} s for 1 vs 2 workers); ${machine.nproc} CPUs (${machine.cpu}); node ${machine.node} (OpenSSL ${machine.openssl}); nice ${machine.nice}; fd limit ${fdLimit}\n`);
   if (!canNice) process.stdout.write('  (not permitted to run at nice -10: numbers will be noisier; run as root for less noise)\n');
   if (args.profile) return profileMode(dir, ports);
 
+  // Started together (none is measured before all are up): a second or two each, one after another.
   const backend = await startBackend(dir, ports);
-  const nginx = await startNginx(dir, 'nginx', ports.nginx, ports.backend, 1);
-  const nginx2 = await startNginx(dir, 'nginx2', ports.nginx2, ports.backend, 2);
-  const haproxy = await startHaproxy(dir, ports.haproxy, ports.backend);
-  const perimeter = await startPerimeter(dir, 'perimeter', ports.perimeter, ports.backend, 1);
-  const perimeter2 = await startPerimeter(dir, 'perimeter2', ports.perimeter2, ports.backend, 2);
-  // The Node.js peers take part in the per-core HTTP scenarios only: started when those run.
-  const peers: Contender[] = [];
-  for (const p of runs('http') ? PEERS : []) peers.push(await startNodePeer(dir, p, await freePort(), ports.backend));
+  const peerPorts: number[] = [];
+  for (const _ of runs('http') ? PEERS : []) peerPorts.push(await freePort());
+  const [nginx, nginx2, haproxy, perimeter, perimeter2, ...peers] = await Promise.all([
+    startNginx(dir, 'nginx', ports.nginx, ports.backend, 1),
+    startNginx(dir, 'nginx2', ports.nginx2, ports.backend, 2),
+    startHaproxy(dir, ports.haproxy, ports.backend),
+    startPerimeter(dir, 'perimeter', ports.perimeter, ports.backend, 1),
+    startPerimeter(dir, 'perimeter2', ports.perimeter2, ports.backend, 2),
+    // The Node.js peers take part in the per-core HTTP scenarios only: started when those run.
+    ...peerPorts.map((port, i) => startNodePeer(dir, PEERS[i]!, port, ports.backend)),
+  ]);
   const running = (c: Contender): boolean => c.child.exitCode === null && c.child.signalCode === null;
   const pinnedLayout = (): void => {
     pin(backend.pid, '1');
@@ -871,12 +882,14 @@ async function main(): Promise<void> {
   // it (its 10,000 connections' garbage would weigh on the first round of the loads). Pinned; clients on CPU 1.
   const memDir = join(dir, 'memory');
   if (runs('memory')) mkdirSync(memDir);
+  const memPorts: number[] = [];
+  for (let i = 0; i < (runs('memory') ? 3 : 0); i++) memPorts.push(await freePort());
   const memContenders = runs('memory')
-    ? [
-      await startNginx(memDir, 'nginx', await freePort(), ports.backend, 1),
-      await startHaproxy(memDir, await freePort(), ports.backend),
-      await startPerimeter(memDir, 'perimeter', await freePort(), ports.backend, 1),
-    ]
+    ? await Promise.all([
+      startNginx(memDir, 'nginx', memPorts[0]!, ports.backend, 1),
+      startHaproxy(memDir, memPorts[1]!, ports.backend),
+      startPerimeter(memDir, 'perimeter', memPorts[2]!, ports.backend, 1),
+    ])
     : [];
   for (const c of memContenders) pin(c.pid, '0');
   const memory: Record<string, { connections: number; answered: number; failed: number; heldOpen: number; closedByProxy: number; rssBeforeKiB: number; rssAfterKiB: number; kibPerConnection: number; errors: Record<string, number> }> = {};
@@ -885,7 +898,7 @@ async function main(): Promise<void> {
   for (const c of memContenders) {
     await httpGet(c.port, '/small');
     const before = await steadyRssKiB(c.pid);
-    const helper = spawn('taskset', ['-c', '1', process.execPath, IDLE_CLIENTS, String(c.port), String(idleConnections), '3000', BENCH_HOST, '/small'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+    const helper = spawn('taskset', ['-c', '1', process.execPath, IDLE_CLIENTS, String(c.port), String(idleConnections), String(idleHoldMs), BENCH_HOST, '/small'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
     children.set(helper.pid!, { name: 'idle-clients', child: helper });
     const lines: Record<string, unknown>[] = [];
     let after = 0;
@@ -933,7 +946,8 @@ async function main(): Promise<void> {
   // are contenders like the others (warmed up, rotated, keep-alive checked).
   const contenders = runs('http') ? [backend, nginx, haproxy, perimeter, ...peers] : [];
   if (runs('http')) process.stdout.write(`\nwarm-up (${warmupS} s each)\n`);
-  for (const c of contenders) {
+  // Not the backend: it serves every warm-up anyway.
+  for (const c of contenders.filter((c) => c !== backend)) {
     await wrk({ port: c.port, path: '/small', connections: 50, seconds: warmupS, cpu: '1' });
     await wrk({ port: c.port, path: '/64k', connections: 50, seconds: 1, cpu: '1' });
   }
@@ -960,14 +974,18 @@ async function main(): Promise<void> {
   const tlsSamples: Record<string, Record<string, TlsSample[]>> = { full: {}, handshake: {}, https: {}, h2: {} };
   if (runs('tls')) {
     const cert = makeBenchCert(dir);
-    const nginxTls = await startNginxTls(dir, await freePort(), ports.backend, cert);
-    const perimeterTls = await startPerimeterTls(dir, await freePort(), ports.backend, cert);
-    // Full handshakes: resumption off on both (wrk resumes whenever the server lets it).
-    const nginxFull = await startNginxTls(dir, await freePort(), ports.backend, cert, false);
-    const perimeterFull = await startPerimeterTls(dir, await freePort(), ports.backend, cert, false);
-    // Node.js floors: what any Node.js design pays per TLS connection (BENCHMARKS.md, TLS).
-    const floorAnswer = await startTlsFloor(dir, 'answer', await freePort(), ports.backend, cert);
-    const floorProxy = await startTlsFloor(dir, 'proxy', await freePort(), ports.backend, cert);
+    const tlsPorts: number[] = [];
+    for (let i = 0; i < 6; i++) tlsPorts.push(await freePort());
+    const [nginxTls, perimeterTls, nginxFull, perimeterFull, floorAnswer, floorProxy] = await Promise.all([
+      startNginxTls(dir, tlsPorts[0]!, ports.backend, cert),
+      startPerimeterTls(dir, tlsPorts[1]!, ports.backend, cert),
+      // Full handshakes: resumption off on both (wrk resumes whenever the server lets it).
+      startNginxTls(dir, tlsPorts[2]!, ports.backend, cert, false),
+      startPerimeterTls(dir, tlsPorts[3]!, ports.backend, cert, false),
+      // Node.js floors: what any Node.js design pays per TLS connection (BENCHMARKS.md, TLS).
+      startTlsFloor(dir, 'answer', tlsPorts[4]!, ports.backend, cert),
+      startTlsFloor(dir, 'proxy', tlsPorts[5]!, ports.backend, cert),
+    ]);
     for (const c of [nginxTls, perimeterTls, nginxFull, perimeterFull, floorAnswer, floorProxy]) pin(c.pid, '0');
     const tlsContenders = [nginxTls, perimeterTls];
     const fullContenders = [nginxFull, perimeterFull, floorProxy, floorAnswer];
@@ -1016,7 +1034,7 @@ async function main(): Promise<void> {
       for (const c of rotate(scalers, round)) {
         around?.before(c);
         try {
-          (out[c.name] ??= []).push(await measure(c, { port: c.port, path: '/small', connections: 100, threads: 2, seconds: duration }, ports.status, round, scenario, true));
+          (out[c.name] ??= []).push(await measure(c, { port: c.port, path: '/small', connections: 100, threads: 2, seconds: scalingS }, ports.status, round, scenario, true));
         } finally {
           around?.after();
         }
@@ -1113,8 +1131,12 @@ async function main(): Promise<void> {
   const tcpSamples: Record<string, TlsSample[]> = {};
   let tcpSkipped = runs('tcp') ? '' : 'not selected (--only)';
   if (runs('tcp')) {
-    const haTcp = await startHaproxyTcp(dir, await freePort(), ports.backend);
-    const pTcp = await startPerimeterTcp(dir, { http: await freePort(), tcp: await freePort(), admin: await freePort(), backend: ports.backend });
+    const tcpPorts: number[] = [];
+    for (let i = 0; i < 4; i++) tcpPorts.push(await freePort());
+    const [haTcp, pTcp] = await Promise.all([
+      startHaproxyTcp(dir, tcpPorts[0]!, ports.backend),
+      startPerimeterTcp(dir, { http: tcpPorts[1]!, tcp: tcpPorts[2]!, admin: tcpPorts[3]!, backend: ports.backend }),
+    ]);
     if (typeof pTcp === 'string') {
       tcpSkipped = pTcp;
       process.stdout.write(`\nTCP proxy bulk throughput: skipped: ${pTcp}\n`);
@@ -1263,6 +1285,7 @@ async function main(): Promise<void> {
     mode: quick ? 'quick' : 'full',
     rounds,
     durationS: duration,
+    scalingS,
     elapsedS: Math.round((Date.now() - started) / 1000),
     machine,
     layout: {

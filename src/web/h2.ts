@@ -83,6 +83,10 @@ export function createH2Front(listener: ListenerState): H2Front {
         socket.destroy();
         return;
       }
+      // The HTTPS listener's sockets are half-open for HTTP/1.1; node:http2 never ends a session
+      // whose client sent FIN, so such a session (and its socket) stayed until client-idle, and held
+      // a drain or a shutdown to its deadline. As node:http2's own servers do: FIN ends it.
+      socket.allowHalfOpen = false;
       server.emit('connection', socket);
     },
   };

@@ -283,6 +283,34 @@ test('streams leave nothing behind: the connection gauge counts an HTTP/2 connec
   assert.equal(await settledClientConnections(p, 'https', 0), 0, 'nothing left once the connection closed');
 });
 
+test('a client that half-closes its HTTP/2 connection (FIN) has it closed at once, not kept until client-idle', async (t) => {
+  const { p, port } = await setup(t);
+  const sock = tls.connect({ host: '127.0.0.1', port, servername: 'a.example.com', ALPNProtocols: ['h2'], rejectUnauthorized: false });
+  sock.on('error', () => {});
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  const session = http2.connect('https://a.example.com', { createConnection: () => sock });
+  session.on('error', () => {});
+  assert.equal((await request(session, { ':path': '/before-fin' })).status, 200);
+  assert.equal(await settledClientConnections(p, 'https', 1), 1);
+  sock.end(); // FIN: the client sends nothing more, and still reads
+  const ended = await Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+  assert.ok(ended, 'perimeter ended its side too (FIN) within 3 s');
+  assert.equal(await settledClientConnections(p, 'https', 0), 0, 'the session is gone, not waiting for client-idle (60 s)');
+});
+
+test('over HTTP/1.1 on the same listener, a request followed at once by FIN still gets its answer', async (t) => {
+  const { port } = await setup(t);
+  const sock = tls.connect({ host: '127.0.0.1', port, servername: 'a.example.com', ALPNProtocols: ['http/1.1'], rejectUnauthorized: false });
+  sock.on('error', () => {});
+  let text = '';
+  sock.on('data', (c: Buffer) => (text += c.toString('latin1')));
+  await new Promise<void>((resolve) => sock.once('secureConnect', () => resolve()));
+  assert.equal(sock.alpnProtocol, 'http/1.1');
+  sock.end('GET /half HTTP/1.1\r\nHost: a.example.com\r\n\r\n');
+  await new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  assert.match(text, /^HTTP\/1\.1 200 /);
+});
+
 test('h2load completes a run over HTTP/2 with zero errors, and leaves nothing behind', { timeout: 20_000 }, async (t) => {
   const { p, up, port } = await setup(t);
   const out = await new Promise<string>((resolve, reject) => {
