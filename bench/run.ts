@@ -6,7 +6,7 @@
  * "≥ 2× Fastify/http-proxy" target (bench/node-peers.ts), so that target is
  * measured in the same rounds rather than quoted from the baseline.
  *
- *   npm run bench                 # full: 3 rounds of 5 s loads, about 13½ minutes
+ *   npm run bench                 # full: 3 rounds of 5 s loads, about 13 minutes
  *   npm run bench -- --quick      # 1 round of 1 s loads, about 2 minutes
  *   npm run bench -- --profile    # perimeter under the small-response load with --cpu-prof
  *   npm run bench -- --only tls   # some scenarios only: memory, http, tls, workers, reload, tcp
