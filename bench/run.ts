@@ -17,7 +17,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -101,8 +101,8 @@ const extraS = Math.max(1, Math.min(duration, quick ? 2 : 5));
  */
 const scalingS = Math.max(2, duration);
 const idleConnections = Number(args.connections);
-/** How long the idle connections are held open before they are counted again (closed by the proxy?). */
-const idleHoldMs = quick ? 1000 : 3000;
+/** How long the idle connections are held open: the RSS is read within it (about 1.2 s), and then whether any was closed. */
+const idleHoldMs = quick ? 2000 : 3000;
 // The issue's rate, 2 changes a second, in both modes.
 const reloadSeconds = quick ? 3 : 10;
 const reloadChanges = quick ? 6 : 20;
@@ -274,32 +274,17 @@ function freePort(): Promise<number> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function httpGet(port: number, path: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
+/** GET with the bench's Host; over TLS with SNI localhost and the certificate not verified (the bench's own). */
+function httpGet(port: number, path: string, timeoutMs = 2000, tls = false): Promise<{ status: number; body: string }> {
   return new Promise((res, rej) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, headers: { host: BENCH_HOST }, agent: false, timeout: timeoutMs }, (r) => {
+    const opts = { host: '127.0.0.1', port, path, headers: { host: BENCH_HOST }, agent: false as const, timeout: timeoutMs };
+    const onResponse = (r: IncomingMessage): void => {
       let body = '';
       r.setEncoding('latin1');
       r.on('data', (c: string) => (body += c));
       r.on('end', () => res({ status: r.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', rej);
-    req.end();
-  });
-}
-
-/** GET over TLS (certificate not verified: the bench's own), SNI localhost. */
-function httpsGet(port: number, path: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
-  return new Promise((res, rej) => {
-    const req = httpsRequest(
-      { host: '127.0.0.1', servername: 'localhost', port, path, headers: { host: BENCH_HOST }, agent: false, timeout: timeoutMs, rejectUnauthorized: false },
-      (r) => {
-        let body = '';
-        r.setEncoding('latin1');
-        r.on('data', (c: string) => (body += c));
-        r.on('end', () => res({ status: r.statusCode ?? 0, body }));
-      },
-    );
+    };
+    const req = tls ? httpsRequest({ ...opts, servername: 'localhost', rejectUnauthorized: false }, onResponse) : httpRequest(opts, onResponse);
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', rej);
     req.end();
@@ -312,7 +297,7 @@ async function waitReady(name: string, port: number, path: string, logFile: stri
   while (Date.now() < deadline) {
     if (child.exitCode !== null) break;
     try {
-      const r = await (tls ? httpsGet : httpGet)(port, path, 1000);
+      const r = await httpGet(port, path, 1000, tls);
       if (r.status === 200) return;
       last = `status ${r.status}`;
     } catch (e) {
@@ -901,7 +886,11 @@ async function main(): Promise<void> {
     const helper = spawn('taskset', ['-c', '1', process.execPath, IDLE_CLIENTS, String(c.port), String(idleConnections), String(idleHoldMs), BENCH_HOST, '/small'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
     children.set(helper.pid!, { name: 'idle-clients', child: helper });
     const lines: Record<string, unknown>[] = [];
-    let after = 0;
+    // The RSS is read while every connection is held (steadyRssKiB takes about 1.2 s, within idleHoldMs);
+    // a read that ends after the helper let go of them would measure fewer connections.
+    let reading: Promise<number> | undefined;
+    let readDone = 0;
+    let heldEnd = 0;
     await new Promise<void>((res) => {
       let buf = '';
       helper.stdout.on('data', (d: Buffer) => {
@@ -911,7 +900,13 @@ async function main(): Promise<void> {
           const msg = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
           buf = buf.slice(i + 1);
           lines.push(msg);
-          if (msg.phase === 'open') void steadyRssKiB(c.pid).then((v) => (after = v));
+          if (msg.phase === 'open') {
+            reading = steadyRssKiB(c.pid).then((v) => {
+              readDone = Date.now();
+              return v;
+            });
+          }
+          if (msg.phase === 'held') heldEnd = Date.now();
         }
       });
       const t = setTimeout(() => helper.kill('SIGKILL'), 120_000);
@@ -921,6 +916,11 @@ async function main(): Promise<void> {
         res();
       });
     });
+    let after = reading ? await reading : 0;
+    if (reading && (heldEnd === 0 || readDone > heldEnd)) {
+      warn(`memory/${c.name}: the RSS was read after the idle connections were released: not counted`);
+      after = Number.NaN;
+    }
     const open = lines.find((l) => l.phase === 'open') ?? {};
     const held = lines.find((l) => l.phase === 'held') ?? {};
     const answered = Number(open.answered ?? 0);
