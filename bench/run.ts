@@ -272,6 +272,13 @@ function freePort(): Promise<number> {
   });
 }
 
+/** `n` free ports on 127.0.0.1, as freePort finds them. */
+async function freePorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await freePort());
+  return out;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** GET with the bench's Host; over TLS with SNI localhost and the certificate not verified (the bench's own). */
@@ -840,8 +847,7 @@ async function main(): Promise<void> {
 
   // Started together (none is measured before all are up): a second or two each, one after another.
   const backend = await startBackend(dir, ports);
-  const peerPorts: number[] = [];
-  for (const _ of runs('http') ? PEERS : []) peerPorts.push(await freePort());
+  const peerPorts = await freePorts(runs('http') ? PEERS.length : 0);
   const [nginx, nginx2, haproxy, perimeter, perimeter2, ...peers] = await Promise.all([
     startNginx(dir, 'nginx', ports.nginx, ports.backend, 1),
     startNginx(dir, 'nginx2', ports.nginx2, ports.backend, 2),
@@ -867,8 +873,7 @@ async function main(): Promise<void> {
   // it (its 10,000 connections' garbage would weigh on the first round of the loads). Pinned; clients on CPU 1.
   const memDir = join(dir, 'memory');
   if (runs('memory')) mkdirSync(memDir);
-  const memPorts: number[] = [];
-  for (let i = 0; i < (runs('memory') ? 3 : 0); i++) memPorts.push(await freePort());
+  const memPorts = await freePorts(runs('memory') ? 3 : 0);
   const memContenders = runs('memory')
     ? await Promise.all([
       startNginx(memDir, 'nginx', memPorts[0]!, ports.backend, 1),
@@ -974,8 +979,7 @@ async function main(): Promise<void> {
   const tlsSamples: Record<string, Record<string, TlsSample[]>> = { full: {}, handshake: {}, https: {}, h2: {} };
   if (runs('tls')) {
     const cert = makeBenchCert(dir);
-    const tlsPorts: number[] = [];
-    for (let i = 0; i < 6; i++) tlsPorts.push(await freePort());
+    const tlsPorts = await freePorts(6);
     const [nginxTls, perimeterTls, nginxFull, perimeterFull, floorAnswer, floorProxy] = await Promise.all([
       startNginxTls(dir, tlsPorts[0]!, ports.backend, cert),
       startPerimeterTls(dir, tlsPorts[1]!, ports.backend, cert),
@@ -1131,8 +1135,7 @@ async function main(): Promise<void> {
   const tcpSamples: Record<string, TlsSample[]> = {};
   let tcpSkipped = runs('tcp') ? '' : 'not selected (--only)';
   if (runs('tcp')) {
-    const tcpPorts: number[] = [];
-    for (let i = 0; i < 4; i++) tcpPorts.push(await freePort());
+    const tcpPorts = await freePorts(4);
     const [haTcp, pTcp] = await Promise.all([
       startHaproxyTcp(dir, tcpPorts[0]!, ports.backend),
       startPerimeterTcp(dir, { http: tcpPorts[1]!, tcp: tcpPorts[2]!, admin: tcpPorts[3]!, backend: ports.backend }),
