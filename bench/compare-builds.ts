@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BENCH_HOST, benchCertArgs, median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate } from './harness.js';
+import { freePort } from './ports.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -58,15 +59,6 @@ function start(cpu: string, cmd: string, argv: string[]): ChildProcess {
   const c = spawn('taskset', ['-c', cpu, cmd, ...argv], { stdio: 'ignore', detached: true });
   children.push(c);
   return c;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => res(port));
-    });
-  });
 }
 
 async function waitListening(port: number): Promise<void> {

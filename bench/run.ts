@@ -19,12 +19,12 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CpuBudget } from './cpu-budget.js';
+import { freePort, freePorts } from './ports.js';
 import {
   BENCH_HOST, BULK_BYTES, benchCertArgs, LARGE_BYTES, PEER_FACTOR, formatPeerComparison, formatRps, median, formatUs, haproxyConf, haproxyTcpConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
   nginxTlsConf, parseH2load, parsePaceLog, parsePaceSummary, percentile, splitByChanges, parseProcStatTicks, parseStubStatus, parseVmRssKiB, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTcpPlatformYaml,
@@ -259,24 +259,6 @@ async function steadyRssKiB(root: number): Promise<number> {
     r.push(rssKiB(root));
   }
   return median(r);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
-
-/** `n` free ports on 127.0.0.1, as freePort finds them. */
-async function freePorts(n: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push(await freePort());
-  return out;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

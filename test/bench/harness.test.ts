@@ -26,6 +26,7 @@ import {
   BENCH_HOST,
   type PeerFigures,
 } from '../../bench/harness.js';
+import { freePorts } from '../../bench/ports.js';
 import { loadConfig } from '../../src/config/load.js';
 
 // Verbatim output of wrk 4.1.0 (Debian) with --latency, one run with errors.
@@ -400,4 +401,19 @@ test('benchCertArgs: openssl makes the one RSA-2048 certificate every TLS conten
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('freePorts: n ports on 127.0.0.1 that a server can then listen on', async () => {
+  const ports = await freePorts(3);
+  assert.equal(ports.length, 3);
+  for (const port of ports) {
+    assert.ok(port > 0 && port < 65536, `port ${port}`);
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  assert.deepEqual(await freePorts(0), []);
 });
