@@ -19,13 +19,13 @@
  * at random and stops it all on exit.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BENCH_HOST, benchCertArgs, median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate } from './harness.js';
-import { freePort } from './ports.js';
+import { BENCH_HOST, median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate } from './harness.js';
+import { freePort, makeBenchCert } from './fixtures.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -101,11 +101,8 @@ writeFileSync(join(dir, 'www', '64k'), Buffer.alloc(64 * 1024, 'x'));
 writeFileSync(join(dir, 'backend.conf'), nginxBackendConf(dir, { port: backendPort, statusPort: await freePort() }));
 start('1', 'nginx', ['-p', dir, '-e', join(dir, 'backend.err'), '-c', join(dir, 'backend.conf')]);
 const nginxPort = await freePort();
-const cert = { cert: join(dir, 'tls-cert.pem'), key: join(dir, 'tls-key.pem') };
+const cert = opt.tls ? makeBenchCert(dir) : { cert: '', key: '' };
 if (opt.tls) {
-  const r = spawnSync('openssl', benchCertArgs(cert.cert, cert.key), { stdio: 'ignore' });
-  if (r.status !== 0) throw new Error('openssl could not make the certificate');
-  chmodSync(cert.key, 0o644); // nginx's workers read it as nobody when started by root
   writeFileSync(join(dir, 'nginx.conf'), nginxTlsConf(dir, 'nginx', { port: nginxPort, backendPort, ...cert, resumption: false }));
 } else {
   writeFileSync(join(dir, 'nginx.change.conf'), nginxChangeInclude(0));

@@ -24,9 +24,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CpuBudget } from './cpu-budget.js';
-import { freePort, freePorts } from './ports.js';
+import { freePort, freePorts, makeBenchCert } from './fixtures.js';
 import {
-  BENCH_HOST, BULK_BYTES, benchCertArgs, LARGE_BYTES, PEER_FACTOR, formatPeerComparison, formatRps, median, formatUs, haproxyConf, haproxyTcpConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
+  BENCH_HOST, BULK_BYTES, LARGE_BYTES, PEER_FACTOR, formatPeerComparison, formatRps, median, formatUs, haproxyConf, haproxyTcpConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
   nginxTlsConf, parseH2load, parsePaceLog, parsePaceSummary, percentile, splitByChanges, parseProcStatTicks, parseStubStatus, parseVmRssKiB, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTcpPlatformYaml,
   perimeterTlsPlatformYaml, roundRatios, rotate, socketErrorTotal, summarize, summarizeProfile, table, versusPeer, type CpuProfile, type H2loadResult, type PeerFigures,
   type PacedRequest, type Summary, type WrkResult,
@@ -465,16 +465,6 @@ async function startPerimeter(dir: string, name: string, port: number, backendPo
     },
     reloadsApplied: () => countIn(log, '"config-reloaded"'),
   };
-}
-
-/** One RSA-2048 certificate for localhost and bench.test, shared by every TLS contender. */
-function makeBenchCert(dir: string): { cert: string; key: string } {
-  const cert = join(dir, 'tls-cert.pem');
-  const key = join(dir, 'tls-key.pem');
-  const r = spawnSync('openssl', benchCertArgs(cert, key), { stdio: 'ignore' });
-  if (r.status !== 0) throw new Error('openssl could not make the bench certificate');
-  chmodSync(key, 0o644); // nginx reads it as the user that started it; the directory is private to the run
-  return { cert, key };
 }
 
 async function startNginxTls(dir: string, port: number, backendPort: number, cert: { cert: string; key: string }, resumption = true): Promise<Contender> {

@@ -26,7 +26,7 @@ import {
   BENCH_HOST,
   type PeerFigures,
 } from '../../bench/harness.js';
-import { freePorts } from '../../bench/ports.js';
+import { freePorts } from '../../bench/fixtures.js';
 import { loadConfig } from '../../src/config/load.js';
 
 // Verbatim output of wrk 4.1.0 (Debian) with --latency, one run with errors.
