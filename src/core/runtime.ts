@@ -11,6 +11,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { CertStore, secureOptions } from '../tls/cert-store.js';
 import { peekClientHello } from '../tls/client-hello.js';
+import { leanTlsAccept, type Handshaking } from '../tls/lean.js';
 import { GeoLookup } from '../geo/lookup.js';
 import { AcmeManager } from '../tls/acme.js';
 import { AcmeStorage } from '../tls/storage.js';
@@ -23,7 +24,7 @@ import { Discovery, type DiscoveryOptions } from '../upstream/discovery/index.js
 import { Pool } from '../upstream/pool.js';
 import type { Balancer, PoolEvents } from '../upstream/types.js';
 import { createH2Front } from '../web/h2.js';
-import { adoptSocket, handleConnection, RetryBudget, type ListenerRoutes, type ListenerState, type RequestRecord } from '../web/proxy.js';
+import { adoptSocket, handleConnection, RetryBudget, socketOnHandle, type ListenerRoutes, type ListenerState, type RequestRecord } from '../web/proxy.js';
 import { compileListenerRoutes } from '../web/routes.js';
 import { ConnPools } from '../web/upstream-conn.js';
 import type { Logger } from './log.js';
@@ -100,7 +101,7 @@ interface Listener {
    * than the request-header timeout, and a drain destroys all of them at
    * once (they serve nothing yet).
    */
-  readonly handshaking?: Map<net.Socket, number>;
+  readonly handshaking?: Map<Handshaking, number>;
   readonly handshakeSweep?: NodeJS.Timeout;
 }
 
@@ -477,7 +478,8 @@ export class Runtime {
       }
     });
     let server: net.Server;
-    const handshaking = new Map<net.Socket, number>();
+    const handshaking = new Map<Handshaking, number>();
+    let takeLean: (() => boolean) | undefined;
     let handshakeSweep: NodeJS.Timeout | undefined;
     if (proto === 'https') {
       const limitMs = cluster.timeouts.requestHeaderMs;
@@ -509,12 +511,27 @@ export class Runtime {
           else handleConnection(state, socket);
         },
       );
+      const tlsClientError = (code: string): void =>
+        this.log.debug({ event: { action: 'tls-handshake-failed' }, cluster: cluster.name, err: code }, 'TLS handshake failed');
+      // Once listening, connections take the lean TLS path (src/tls/lean.ts), the same handshake
+      // without node:tls's two streams per connection; held ones (before the first swap) and those
+      // that may be ACME TLS-ALPN-01 validations take node:tls below.
+      takeLean = () =>
+        leanTlsAccept({
+          server,
+          tlsServer,
+          sni: store!.sni,
+          ocsp: (cert, issuer, cb) => this.ocsp.respond(cert, issuer, cb),
+          take: () => ready && this.acmeAlpn === undefined,
+          handshaking,
+          socket: (handle, alpn) => (alpn === 'h2' ? new net.Socket({ handle, allowHalfOpen: false, readable: true, writable: true } as net.SocketConstructorOpts & { handle: unknown }) : socketOnHandle(handle, true)),
+          onSecure: (socket, alpn) => (alpn === 'h2' ? h2.handle(socket as tls.TLSSocket) : handleConnection(state, socket)),
+          onClientError: tlsClientError,
+        });
       this.rotateTickets(tlsServer);
       // OCSP stapling from a background-refreshed cache; never waits (docs/tls.md).
       tlsServer.on('OCSPRequest', (cert: Buffer, issuer: Buffer | null, cb: (err: Error | null, resp?: Buffer | null) => void) => this.ocsp.respond(cert, issuer, cb));
-      tlsServer.on('tlsClientError', (err: Error & { code?: string }) =>
-        this.log.debug({ event: { action: 'tls-handshake-failed' }, cluster: cluster.name, err: err.code ?? err.message }, 'TLS handshake failed'),
-      );
+      tlsServer.on('tlsClientError', (err: Error & { code?: string }) => tlsClientError(err.code ?? err.message));
       // With ACME TLS-ALPN-01 configured, the TCP listener reads the
       // ClientHello first: a validation (ALPN exactly "acme-tls/1") gets the
       // challenge certificate; everything else goes to the TLS server untouched.
@@ -551,9 +568,11 @@ export class Runtime {
       server.listen({ host: addr.host || undefined, port: addr.port }, () => {
         server.off('error', onError);
         server.on('error', (err) => this.log.error({ err, listener: key }, 'listener error'));
+        // 'lean' or 'node:tls' (this Node.js lacks what the lean path uses): which TLS path serves it.
+        const tlsPath = takeLean === undefined ? undefined : takeLean() ? 'lean' : 'node:tls';
         const a = server.address() as net.AddressInfo;
         (state as { name: string }).name = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
-        this.log.info({ event: { action: 'listen' }, cluster: cluster.name, address: state.name, protocol: proto }, `cluster ${cluster.name} listening on ${proto}://${state.name}`);
+        this.log.info({ event: { action: 'listen' }, cluster: cluster.name, address: state.name, protocol: proto, ...(tlsPath ? { tlsPath } : {}) }, `cluster ${cluster.name} listening on ${proto}://${state.name}`);
         resolve({ key, proto, server, state, cluster: cluster.name, ...(handshakeSweep ? { handshaking, handshakeSweep } : {}) });
       });
     });

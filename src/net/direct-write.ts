@@ -19,7 +19,7 @@
  * pending direct write is done; a failed write destroys the socket with the
  * errno error, as node:net does.
  *
- * Guarded: only plain `net.Socket`s (not TLS, not HTTP/2 stream sockets),
+ * Guarded: only plain `net.Socket`s over TCP (not TLS, not HTTP/2 stream sockets),
  * only when the binding has the shape used here and on the Node.js majors
  * the tests run on (20, 22, 24); everywhere else `socket.write()`.
  */
@@ -109,7 +109,8 @@ function onDirectWriteComplete(this: WriteReq, status: number): void {
 export function writeDirect(socket: net.Socket, buf: Buffer, done?: () => void): boolean {
   const s = socket as net.Socket & { _handle: StreamHandle | null; _writableState: { length: number; corked: number; ending: boolean } };
   const handle = s._handle;
-  if (binding === null || handle == null || socket.constructor !== net.Socket || socket.destroyed || socket.connecting) {
+  // `encrypted`: a lean TLS socket (../tls/lean.ts) is a net.Socket over a TLSWrap, whose writes always complete later.
+  if (binding === null || handle == null || socket.constructor !== net.Socket || (socket as { encrypted?: boolean }).encrypted === true || socket.destroyed || socket.connecting) {
     return done === undefined ? socket.write(buf) : socket.write(buf, () => done());
   }
   const ws = s._writableState;

@@ -178,7 +178,7 @@ function nextRequestId(): string {
 }
 
 /**
- * Plain-TCP client sockets read into this one buffer (see adoptSocket): no
+ * Plain-TCP and lean TLS client sockets read into this one buffer (see socketOnHandle): no
  * allocation and no stream machinery per read. A view of it is valid only
  * until the next read; whatever is kept past the read is copied.
  */
@@ -203,6 +203,17 @@ export function adoptSocket(accepted: net.Socket, allowHalfOpen: boolean): net.S
   const handle = (accepted as unknown as { _handle: unknown })._handle;
   if (handle === null || handle === undefined || accepted.destroyed) return accepted;
   (accepted as unknown as { _handle: unknown })._handle = null;
+  const socket = socketOnHandle(handle, allowHalfOpen);
+  socket.once('close', () => accepted.destroy());
+  return socket;
+}
+
+/**
+ * A socket over a stream handle (a TCP handle, or the TLSWrap of a lean TLS
+ * connection, ../tls/lean.ts) that reads with `onread` into
+ * CLIENT_READ_BUFFER, for a ClientConn.
+ */
+export function socketOnHandle(handle: unknown, allowHalfOpen: boolean): net.Socket {
   const target: ReadTarget = { conn: null };
   // `handle` is not in the typed options: node:net's own option for wrapping an existing handle.
   const socket = new net.Socket({
@@ -220,7 +231,6 @@ export function adoptSocket(accepted: net.Socket, allowHalfOpen: boolean): net.S
     },
   } as net.SocketConstructorOpts & { handle: unknown });
   readTargets.set(socket, target);
-  socket.once('close', () => accepted.destroy());
   return socket;
 }
 
@@ -274,7 +284,7 @@ export class ClientConn implements Expirable {
     if (target !== undefined) {
       target.conn = this;
     } else {
-      // TLS sockets and HTTP/2 streams: their chunks are theirs to keep.
+      // node:tls sockets and HTTP/2 streams: their chunks are theirs to keep.
       socket.on('data', (chunk: Buffer) => {
         try {
           this.onData(chunk, false);

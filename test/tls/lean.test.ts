@@ -1,0 +1,211 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http2 from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { startUpstream } from '../helpers/upstream.js';
+import { startPerimeter, writeConfig, type TestPerimeter } from '../helpers/perimeter.js';
+import { freePort, runPerimeter } from '../helpers/cli.js';
+import { makeCert, type TestCert } from '../helpers/certs.js';
+import { leanTlsCounts, leanTlsEnabled } from '../../src/tls/lean.js';
+
+const SUPPORTED = [20, 22, 24].includes(Number(process.versions.node.split('.')[0]));
+
+function platform(backendPort: number, cert: TestCert, https = '127.0.0.1:0'): string {
+  return `clusters:
+  web:
+    listen: { https: "${https}" }
+    tls:
+      certificates:
+        - { cert: "${cert.cert}", key: "${cert.key}" }
+defaults:
+  health: { type: none }
+discovery:
+  static:
+    app: ["127.0.0.1:${backendPort}"]
+access-log:
+  path: "off"
+`;
+}
+
+const SITES = { 'team.yaml': 'a.example.com:\n  service: app\n' };
+
+async function fixture(t: TestContext): Promise<{ p: TestPerimeter; port: number; server: net.Server; dir: string; cert: TestCert; backendPort: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-lean-'));
+  const cert = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  const p = await startPerimeter({ perimeter: platform(up.port, cert), sites: SITES });
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  // The listener's net.Server (internal): its connection count must include lean connections.
+  const listeners = (p.runtime as unknown as { listeners: Map<string, { proto: string; server: net.Server }> }).listeners;
+  const server = [...listeners.values()].find((l) => l.proto === 'https')!.server;
+  return { p, port, server, dir, cert, backendPort: up.port };
+}
+
+function get1(port: number, agent?: https.Agent): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    https
+      .get({ host: '127.0.0.1', port, path: '/x', servername: 'a.example.com', headers: { host: 'a.example.com' }, rejectUnauthorized: false, agent: agent ?? false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+function get2(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = http2.connect(`https://a.example.com:${port}`, { host: '127.0.0.1', servername: 'a.example.com', rejectUnauthorized: false } as http2.SecureClientSessionOptions);
+    s.on('error', reject);
+    const req = s.request({ ':path': '/h2', ':authority': 'a.example.com' });
+    req.on('response', (h) => {
+      req.resume();
+      req.on('end', () => {
+        s.close();
+        resolve(Number(h[':status']));
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function connections(server: net.Server): Promise<number> {
+  return new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+}
+
+async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('on the supported Node.js majors HTTPS listeners take the lean TLS path, for HTTP/1.1 and HTTP/2, and count its connections', async (t) => {
+  assert.equal(leanTlsEnabled, SUPPORTED && process.env.PERIMETER_LEAN_TLS !== '0');
+  if (!leanTlsEnabled) return;
+  const { port, server } = await fixture(t);
+  const before = { ...leanTlsCounts };
+  const r = await get1(port);
+  assert.equal(r.status, 200);
+  assert.equal(await get2(port), 200);
+  // Keep-alive: several requests on one lean connection.
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  for (let i = 0; i < 3; i++) assert.equal((await get1(port, agent)).status, 200);
+  assert.equal(leanTlsCounts.accepted - before.accepted, 3);
+  assert.equal(leanTlsCounts.secured - before.secured, 3);
+  assert.equal(await connections(server), 1, 'the kept-alive connection is counted by its server');
+  agent.destroy();
+  await until('the server to count no connection', async () => (await connections(server)) === 0);
+});
+
+test('handshakes that fail or are abandoned close cleanly, are reported, and leave the connection count at 0', { timeout: 30_000 }, async (t) => {
+  if (!leanTlsEnabled) return;
+  const { port, server } = await fixture(t);
+  const before = { ...leanTlsCounts };
+  // A client that offers only TLS 1.1: refused.
+  const old = await new Promise<string>((resolve) => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'a.example.com', rejectUnauthorized: false, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }, () => resolve('connected'));
+    s.on('error', (e: Error & { code?: string }) => resolve(e.code ?? e.message));
+  });
+  assert.notEqual(old, 'connected');
+  // Plain HTTP to the HTTPS port: not a ClientHello.
+  const plain = await new Promise<string>((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n'));
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    s.on('error', () => {});
+    s.on('close', () => resolve(got));
+  });
+  assert.doesNotMatch(plain, /HTTP\/1\.1 200/);
+  // Half a ClientHello, then the client goes away; and a connection closed at once.
+  const hello = await new Promise<Buffer>((resolve) => {
+    const cap = net.createServer((c) => c.once('data', (d: Buffer) => {
+      resolve(d);
+      c.destroy();
+      cap.close();
+    }));
+    cap.listen(0, '127.0.0.1', () => {
+      const c = tls.connect({ port: (cap.address() as net.AddressInfo).port, host: '127.0.0.1', servername: 'a.example.com', rejectUnauthorized: false });
+      c.on('error', () => {});
+    });
+  });
+  for (const bytes of [hello.subarray(0, 40), Buffer.alloc(0)]) {
+    await new Promise<void>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        if (bytes.length > 0) s.write(bytes);
+        setTimeout(() => s.destroy(), 50);
+      });
+      s.on('error', () => {});
+      s.on('close', () => resolve());
+    });
+  }
+  await until('every failed connection to be closed', async () => (await connections(server)) === 0);
+  assert.equal(leanTlsCounts.accepted - before.accepted, 4);
+  assert.equal(leanTlsCounts.secured - before.secured, 0);
+  assert.ok(leanTlsCounts.failed - before.failed >= 3, `failed: ${leanTlsCounts.failed - before.failed}`);
+  // The listener still serves.
+  assert.equal((await get1(port)).status, 200);
+});
+
+test('connections in their handshake survive garbage collections (the TCP handle keeps its TLSWrap alive)', { timeout: 60_000 }, async (t) => {
+  if (!leanTlsEnabled) return;
+  const { port } = await fixture(t);
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  let ok = 0;
+  for (let round = 0; round < 10; round++) {
+    const batch = Array.from({ length: 10 }, () => get1(port).then((r) => r.status === 200 && ok++));
+    gc();
+    await new Promise((r) => setImmediate(r));
+    gc();
+    await Promise.all(batch);
+  }
+  assert.equal(ok, 100);
+});
+
+test('in cluster workers the lean path serves HTTPS and HTTP/2; PERIMETER_LEAN_TLS=0 leaves it to node:tls, which serves the same', { timeout: 90_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-lean-cli-'));
+  const cert = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  t.after(async () => {
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  for (const lean of [true, false]) {
+    const port = await freePort();
+    await writeConfig(dir, { perimeter: platform(up.port, cert, `127.0.0.1:${port}`), sites: SITES });
+    const saved = process.env.PERIMETER_LEAN_TLS;
+    if (!lean) process.env.PERIMETER_LEAN_TLS = '0';
+    const p = runPerimeter(dir, ['--workers', '2', '--no-watch', '--drain-timeout', '2s']);
+    if (saved === undefined) delete process.env.PERIMETER_LEAN_TLS;
+    else process.env.PERIMETER_LEAN_TLS = saved;
+    try {
+      await p.waitForLog((l) => l.event?.action === 'workers-started', 30_000);
+      const listens = p.lines.filter((l) => l.event?.action === 'listen' && (l as { protocol?: string }).protocol === 'https');
+      assert.ok(listens.length >= 2, 'each worker listens');
+      for (const l of listens) assert.equal((l as { tlsPath?: string }).tlsPath, lean && leanTlsEnabled ? 'lean' : 'node:tls');
+      for (let i = 0; i < 6; i++) assert.equal((await get1(port)).status, 200);
+      assert.equal(await get2(port), 200);
+      p.kill('SIGTERM');
+      const exit = await p.exited;
+      assert.equal(exit.code, 0, p.stderr());
+    } finally {
+      p.kill('SIGKILL');
+    }
+  }
+});
