@@ -220,13 +220,14 @@ class LeanConn implements Handshaking {
 
   private stapleOcsp(info: CertCbInfo): void {
     const ctx = info.OCSPRequest ? (this.ssl.sni_context ?? (this.o.tlsServer as unknown as TlsServerInternals)._sharedCreds?.context) : undefined;
-    if (ctx === undefined) {
+    const cert = ctx?.getCertificate() ?? null;
+    if (ctx === undefined || cert === null) {
       this.certDone();
       return;
     }
     let once = false;
     try {
-      this.o.ocsp(ctx.getCertificate()!, ctx.getIssuer(), (err, response) => {
+      this.o.ocsp(cert, ctx.getIssuer(), (err, response) => {
         if (once || this.destroyed) return;
         once = true;
         if (err) {
@@ -284,7 +285,12 @@ function onHandshakeStart(this: TlsWrap, now: number): void {
 }
 
 function onHandshakeDone(this: TlsWrap): void {
-  this.conn.secure();
+  try {
+    this.conn.secure();
+  } catch {
+    // A bug must cost one connection, never the process (this runs inside the TLSWrap's read).
+    this.conn.fail('ERR_INTERNAL');
+  }
 }
 
 function onCertCb(this: TlsWrap, info: CertCbInfo): void {
@@ -322,10 +328,10 @@ function closeTlsWrap(this: TlsWrap, cb?: () => void): void {
 export function leanTlsAccept(o: LeanTlsOptions): boolean {
   const b = bindings;
   const server = o.server as unknown as ServerInternals;
-  const creds = (o.tlsServer as unknown as TlsServerInternals)._sharedCreds;
-  const alpn = (o.tlsServer as unknown as TlsServerInternals).ALPNProtocols;
+  const tlsServer = o.tlsServer as unknown as TlsServerInternals;
+  const alpn = tlsServer.ALPNProtocols;
   const listen = server._handle;
-  if (b === null || listen === null || typeof listen.onconnection !== 'function' || typeof server._connections !== 'number' || typeof server._emitCloseIfDrained !== 'function' || creds?.context === undefined || !Buffer.isBuffer(alpn)) {
+  if (b === null || listen === null || typeof listen.onconnection !== 'function' || typeof server._connections !== 'number' || typeof server._emitCloseIfDrained !== 'function' || tlsServer._sharedCreds?.context === undefined || !Buffer.isBuffer(alpn)) {
     return false;
   }
   const original = listen.onconnection;
@@ -334,12 +340,14 @@ export function leanTlsAccept(o: LeanTlsOptions): boolean {
       original.call(this, err, tcp);
       return;
     }
+    // The server's default context, as tls.Server takes it per connection (setSecureContext replaces it).
+    const creds = tlsServer._sharedCreds!;
     server._connections++;
     leanTlsCounts.accepted++;
     tcp.setNoDelay(true);
     let ssl: TlsWrap;
     try {
-      ssl = b.wrap(tcp, creds.context, true, false);
+      ssl = b.wrap(tcp, creds.context!, true, false);
     } catch {
       tcp.close(() => {
         server._connections--;
