@@ -51,6 +51,7 @@ import {
 import { errorResponse, wantsJson } from './respond.js';
 import { returnSlab, SLAB_BYTES, SLAB_MIN, takeSlab } from '../net/slabs.js';
 import { writeDirect } from '../net/direct-write.js';
+import { HandleSocket } from '../net/handle-socket.js';
 import { findRoute } from './routes.js';
 import { clientAddressForGeo, type GeoLookup } from '../geo/lookup.js';
 import type { ConnPools, UpstreamError, UpstreamLink, UpstreamOwner } from './upstream-conn.js';
@@ -230,6 +231,21 @@ export function socketOnHandle(handle: unknown, allowHalfOpen: boolean): net.Soc
       },
     },
   } as net.SocketConstructorOpts & { handle: unknown });
+  readTargets.set(socket, target);
+  return socket;
+}
+
+/**
+ * A lean TLS connection's socket for a ClientConn: driven on its TLSWrap
+ * (../net/handle-socket.ts), reading into CLIENT_READ_BUFFER, with no
+ * net.Socket. The handle must be reading already.
+ */
+export function handleSocketOn(handle: unknown): net.Socket {
+  const target: ReadTarget = { conn: null };
+  const socket = new HandleSocket(handle as ConstructorParameters<typeof HandleSocket>[0], CLIENT_READ_BUFFER, (n) => {
+    const c = target.conn;
+    if (c !== null) c.onRead(Buffer.from(CLIENT_READ_BUFFER.buffer, CLIENT_READ_BUFFER.byteOffset, n));
+  }) as unknown as net.Socket;
   readTargets.set(socket, target);
   return socket;
 }
@@ -1209,7 +1225,7 @@ export class Exchange implements UpstreamOwner, Expirable {
     const size = hl + end - start;
     // Large copies go to a reusable slab (../net/slabs.ts), returned when the
     // socket has written it; HTTP/2 streams' sockets take no callback.
-    const slab = size >= SLAB_MIN && size <= SLAB_BYTES && this.client.socket instanceof net.Socket ? takeSlab() : null;
+    const slab = size >= SLAB_MIN && size <= SLAB_BYTES && (this.client.socket instanceof net.Socket || (this.client.socket as unknown) instanceof HandleSocket) ? takeSlab() : null;
     const out = slab === null ? Buffer.allocUnsafe(size) : slab.subarray(0, size);
     if (head !== null) RUNS.write(out, 0, first, buf, tail);
     if (end > start) copyBytes(buf, start, end, out, hl);

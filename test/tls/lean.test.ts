@@ -1,5 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +15,9 @@ import { startUpstream } from '../helpers/upstream.js';
 import { startPerimeter, writeConfig, type TestPerimeter } from '../helpers/perimeter.js';
 import { freePort, runPerimeter } from '../helpers/cli.js';
 import { makeCert, type TestCert } from '../helpers/certs.js';
+import { WebSocket, WebSocketServer } from 'ws';
 import { leanTlsCounts, leanTlsEnabled } from '../../src/tls/lean.js';
+import { handleSocketsSupported } from '../../src/net/handle-socket.js';
 
 const SUPPORTED = [20, 22, 24].includes(Number(process.versions.node.split('.')[0]));
 
@@ -208,4 +212,116 @@ test('in cluster workers the lean path serves HTTPS and HTTP/2; PERIMETER_LEAN_T
       p.kill('SIGKILL');
     }
   }
+});
+
+test('HTTP/1.1 over a lean TLS connection (driven on its TLSWrap): a large answer to a slow reader, an upload, pipelined requests and a websocket arrive intact', { timeout: 60_000 }, async (t) => {
+  assert.equal(handleSocketsSupported, SUPPORTED);
+  const big = Buffer.alloc(4 * 1024 * 1024);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 11)) & 0xff;
+  const bigHash = createHash('sha256').update(big).digest('hex');
+  const up = await startUpstream({
+    handler: (req, res, body) => {
+      if (req.url === '/big') res.end(big);
+      else if (req.url === '/upload') res.end(`${body.length} ${createHash('sha256').update(body).digest('hex')}`);
+      else res.end(`path=${req.url}`);
+    },
+  });
+  const wsHttp = http.createServer();
+  const wss = new WebSocketServer({ server: wsHttp });
+  wss.on('connection', (ws) => ws.on('message', (m) => ws.send(`echo:${m.toString()}`)));
+  await new Promise<void>((r) => wsHttp.listen(0, '127.0.0.1', r));
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-lean-h1-'));
+  const cert = makeCert(dir, 'a', ['a.example.com', 'ws.example.com']);
+  const p = await startPerimeter({
+    perimeter: platform(up.port, cert).replace('    app: ["127.0.0.1:', `    ws: ["127.0.0.1:${(wsHttp.address() as net.AddressInfo).port}"]\n    app: ["127.0.0.1:`),
+    sites: { 'team.yaml': 'a.example.com:\n  service: app\nws.example.com:\n  service: ws\n' },
+  });
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    wss.close();
+    wsHttp.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  const before = leanTlsCounts.secured;
+
+  // 4 MiB to a client that stops reading for a while: perimeter's writes queue, wait and drain.
+  const got = await new Promise<{ status: number; hash: string; length: number }>((resolve, reject) => {
+    https
+      .get({ host: '127.0.0.1', port, path: '/big', servername: 'a.example.com', headers: { host: 'a.example.com' }, rejectUnauthorized: false, agent: false }, (res) => {
+        const h = createHash('sha256');
+        let length = 0;
+        res.pause();
+        setTimeout(() => {
+          res.on('data', (c: Buffer) => {
+            h.update(c);
+            length += c.length;
+          });
+          res.resume();
+        }, 500);
+        res.on('end', () => resolve({ status: res.statusCode!, hash: h.digest('hex'), length }));
+      })
+      .on('error', reject);
+  });
+  assert.deepEqual(got, { status: 200, hash: bigHash, length: big.length });
+
+  // 1 MiB up.
+  const upload = big.subarray(0, 1024 * 1024);
+  const uploaded = await new Promise<string>((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path: '/upload', method: 'POST', servername: 'a.example.com', headers: { host: 'a.example.com', 'content-length': upload.length }, rejectUnauthorized: false, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+    req.end(upload);
+  });
+  assert.equal(uploaded, `${upload.length} ${createHash('sha256').update(upload).digest('hex')}`);
+
+  // Three pipelined requests in one write, the last with Connection: close.
+  const pipelined = await new Promise<{ text: string; closed: boolean }>((resolve, reject) => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'a.example.com', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => {
+      s.write('GET /1 HTTP/1.1\r\nHost: a.example.com\r\n\r\nGET /2 HTTP/1.1\r\nHost: a.example.com\r\n\r\nGET /3 HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n');
+    });
+    let text = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => (text += d));
+    s.on('error', reject);
+    s.on('close', () => resolve({ text, closed: true }));
+  });
+  assert.equal(pipelined.text.match(/HTTP\/1\.1 200/g)?.length, 3);
+  assert.ok(pipelined.text.indexOf('path=/1') < pipelined.text.indexOf('path=/2') && pipelined.text.indexOf('path=/2') < pipelined.text.indexOf('path=/3'));
+
+  // A websocket: the connection becomes a tunnel both ways.
+  // servername: passed on to tls.connect (not in ws's types).
+  const ws = new WebSocket(`wss://127.0.0.1:${port}/chat`, { headers: { host: 'ws.example.com' }, servername: 'ws.example.com', rejectUnauthorized: false } as WebSocket.ClientOptions);
+  const replies: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    ws.on('open', () => {
+      ws.send('one');
+      ws.send('two');
+    });
+    ws.on('message', (m) => {
+      replies.push(m.toString());
+      if (replies.length === 2) resolve();
+    });
+    ws.on('error', reject);
+  });
+  assert.deepEqual(replies, ['echo:one', 'echo:two']);
+  ws.close();
+
+  // A client that goes away in the middle of the large answer: perimeter closes its side, nothing is left.
+  await new Promise<void>((resolve) => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'a.example.com', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => s.write('GET /big HTTP/1.1\r\nHost: a.example.com\r\n\r\n'));
+    s.once('data', () => s.destroy());
+    s.on('error', () => {});
+    s.on('close', () => resolve());
+  });
+  const listeners = (p.runtime as unknown as { listeners: Map<string, { proto: string; server: net.Server }> }).listeners;
+  const server = [...listeners.values()].find((l) => l.proto === 'https')!.server;
+  await until('every connection to be closed', async () => (await connections(server)) === 0, 10_000);
+  assert.equal((await get1(port)).status, 200);
+  if (leanTlsEnabled) assert.equal(leanTlsCounts.secured - before, 6);
 });
