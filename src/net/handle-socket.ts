@@ -1,6 +1,7 @@
 /**
- * A client connection's socket driven straight on its stream handle (a
- * lean TLS connection's TLSWrap, ../tls/lean.ts), with no node:net Socket:
+ * A client connection's socket driven straight on its stream handle (an
+ * accepted TCP handle, or a lean TLS connection's TLSWrap, ../tls/lean.ts),
+ * with no node:net Socket:
  * the subset of net.Socket that ClientConn and its exchanges use (reads into
  * a shared buffer, write/end/destroy, pause/resume, 'end', 'error', 'close'
  * and 'drain'), on the handle's own calls as node:net makes them
@@ -131,7 +132,7 @@ export class HandleSocket extends EventEmitter {
   private needDrain = false;
   private peer: { address?: string; port?: number } | null = null;
 
-  /** `buffer`: where every read lands (node:net's `onread.buffer`); the handle must be reading already. */
+  /** `buffer`: where every read lands (node:net's `onread.buffer`). Starts reading unless the handle does already. */
   constructor(
     private readonly handle: StreamHandle,
     buffer: Uint8Array,
@@ -143,6 +144,11 @@ export class HandleSocket extends EventEmitter {
     handle.socket = this;
     handle.useUserBuffer(buffer);
     handle.onread = onHandleRead;
+    if (!handle.reading) {
+      handle.reading = true;
+      const err = handle.readStart();
+      if (err !== 0) process.nextTick(() => this.destroy(errnoError(err, 'read')));
+    }
   }
 
   get remoteAddress(): string | undefined {

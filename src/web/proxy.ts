@@ -51,7 +51,7 @@ import {
 import { errorResponse, wantsJson } from './respond.js';
 import { returnSlab, SLAB_BYTES, SLAB_MIN, takeSlab } from '../net/slabs.js';
 import { writeDirect } from '../net/direct-write.js';
-import { HandleSocket } from '../net/handle-socket.js';
+import { HandleSocket, handleSocketsSupported } from '../net/handle-socket.js';
 import { findRoute } from './routes.js';
 import { clientAddressForGeo, type GeoLookup } from '../geo/lookup.js';
 import type { ConnPools, UpstreamError, UpstreamLink, UpstreamOwner } from './upstream-conn.js';
@@ -193,18 +193,22 @@ const readTargets = new WeakMap<net.Socket, ReadTarget>();
 
 /**
  * Re-wrap a socket accepted by a `pauseOnConnect` net.Server in a socket
- * that reads with `onread` into CLIENT_READ_BUFFER (node:net offers that
- * option for sockets it creates, not for accepted ones). The accepted socket
- * has never read; it gives up its handle and stays in the server's
- * connection count until the new socket closes, so server.close() still
- * waits for every client. Measured in BENCHMARKS.md: the per-read Buffer
- * allocation and Readable machinery were a tenth of the request path.
+ * that reads into CLIENT_READ_BUFFER: driven on the TCP handle itself
+ * (handleSocketOn, ../net/handle-socket.ts) where this Node.js allows, else
+ * a net.Socket with node:net's `onread` option (socketOnHandle). The
+ * accepted socket has never read; it gives up its handle and stays in the
+ * server's connection count until the new socket closes, so server.close()
+ * still waits for every client. Measured in BENCHMARKS.md: the per-read
+ * Buffer allocation and Readable machinery were a tenth of the request
+ * path; without the net.Socket, an idle connection holds 5.7 KiB instead
+ * of 7.9.
  */
 export function adoptSocket(accepted: net.Socket, allowHalfOpen: boolean): net.Socket {
   const handle = (accepted as unknown as { _handle: unknown })._handle;
   if (handle === null || handle === undefined || accepted.destroyed) return accepted;
   (accepted as unknown as { _handle: unknown })._handle = null;
-  const socket = socketOnHandle(handle, allowHalfOpen);
+  // A HandleSocket behaves as a half-open socket (ClientConn closes on the client's end).
+  const socket = allowHalfOpen && handleSocketsSupported ? handleSocketOn(handle) : socketOnHandle(handle, allowHalfOpen);
   socket.once('close', () => accepted.destroy());
   return socket;
 }
@@ -236,9 +240,9 @@ export function socketOnHandle(handle: unknown, allowHalfOpen: boolean): net.Soc
 }
 
 /**
- * A lean TLS connection's socket for a ClientConn: driven on its TLSWrap
- * (../net/handle-socket.ts), reading into CLIENT_READ_BUFFER, with no
- * net.Socket. The handle must be reading already.
+ * A socket for a ClientConn driven on a stream handle (an accepted TCP
+ * handle, or a lean TLS connection's TLSWrap; ../net/handle-socket.ts),
+ * reading into CLIENT_READ_BUFFER, with no net.Socket.
  */
 export function handleSocketOn(handle: unknown): net.Socket {
   const target: ReadTarget = { conn: null };
