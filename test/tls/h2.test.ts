@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { settledClientConnections, startPerimeter, type TestPerimeter } from '../helpers/perimeter.js';
 import { makeCert } from '../helpers/certs.js';
+import { tlsPlatformYaml } from '../helpers/tls-platform.js';
 
 interface Setup {
   readonly p: TestPerimeter;
@@ -21,20 +22,7 @@ async function setup(t: { after(fn: () => Promise<void>): void }): Promise<Setup
   const cert = makeCert(dir, 'a', ['a.example.com', 'localhost', 'other.example.com']);
   const up = await startUpstream();
   const p = await startPerimeter({
-    perimeter: `clusters:
-  web:
-    listen: { https: "127.0.0.1:0" }
-    tls:
-      certificates:
-        - { cert: "${cert.cert}", key: "${cert.key}" }
-defaults:
-  health: { type: none }
-discovery:
-  static:
-    app: ["127.0.0.1:${up.port}"]
-access-log:
-  path: "off"
-`,
+    perimeter: tlsPlatformYaml({ backendPort: up.port, certs: [cert] }),
     sites: { 'team.yaml': 'a.example.com:\n  service: app\nlocalhost:\n  service: app\n' },
   });
   t.after(async () => {

@@ -11,24 +11,11 @@ import { startUpstream } from '../helpers/upstream.js';
 import { startPerimeter, writeConfig } from '../helpers/perimeter.js';
 import { freePort, runPerimeter } from '../helpers/cli.js';
 import { makeCert, type TestCert } from '../helpers/certs.js';
+import { tlsPlatformYaml } from '../helpers/tls-platform.js';
 
 function tlsConfig(backendPort: number, certs: { cert: string; key: string }[], extra = ''): { perimeter: string; sites: Record<string, string> } {
   return {
-    perimeter: `clusters:
-  web:
-    listen: { http: "127.0.0.1:0", https: "127.0.0.1:0" }
-    tls:
-      certificates:
-${certs.map((c) => `        - { cert: "${c.cert}", key: "${c.key}" }`).join('\n')}
-${extra}
-defaults:
-  health: { type: none }
-discovery:
-  static:
-    app: ["127.0.0.1:${backendPort}"]
-access-log:
-  path: "off"
-`,
+    perimeter: tlsPlatformYaml({ backendPort, certs, listen: '{ http: "127.0.0.1:0", https: "127.0.0.1:0" }', extra }),
     sites: { 'team.yaml': 'a.example.com:\n  service: app\nb.example.com:\n  service: app\n"*.c.example.com":\n  service: app\n' },
   };
 }

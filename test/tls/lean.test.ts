@@ -16,26 +16,15 @@ import { startPerimeter, writeConfig, type TestPerimeter } from '../helpers/peri
 import { freePort, runPerimeter } from '../helpers/cli.js';
 import { makeCert, type TestCert } from '../helpers/certs.js';
 import { WebSocket, WebSocketServer } from 'ws';
+import { echoes } from '../helpers/ws.js';
+import { tlsPlatformYaml } from '../helpers/tls-platform.js';
 import { leanTlsCounts, leanTlsEnabled } from '../../src/tls/lean.js';
 import { handleSocketsSupported } from '../../src/net/handle-socket.js';
 
 const SUPPORTED = [20, 22, 24].includes(Number(process.versions.node.split('.')[0]));
 
-function platform(backendPort: number, cert: TestCert, https = '127.0.0.1:0'): string {
-  return `clusters:
-  web:
-    listen: { https: "${https}" }
-    tls:
-      certificates:
-        - { cert: "${cert.cert}", key: "${cert.key}" }
-defaults:
-  health: { type: none }
-discovery:
-  static:
-    app: ["127.0.0.1:${backendPort}"]
-access-log:
-  path: "off"
-`;
+function platform(backendPort: number, cert: TestCert, https = '127.0.0.1:0', services?: Record<string, number>): string {
+  return tlsPlatformYaml({ backendPort, certs: [cert], listen: `{ https: "${https}" }`, services });
 }
 
 const SITES = { 'team.yaml': 'a.example.com:\n  service: app\n' };
@@ -233,7 +222,7 @@ test('HTTP/1.1 over a lean TLS connection (driven on its TLSWrap): a large answe
   const dir = await mkdtemp(join(tmpdir(), 'perimeter-lean-h1-'));
   const cert = makeCert(dir, 'a', ['a.example.com', 'ws.example.com']);
   const p = await startPerimeter({
-    perimeter: platform(up.port, cert).replace('    app: ["127.0.0.1:', `    ws: ["127.0.0.1:${(wsHttp.address() as net.AddressInfo).port}"]\n    app: ["127.0.0.1:`),
+    perimeter: platform(up.port, cert, '127.0.0.1:0', { ws: (wsHttp.address() as net.AddressInfo).port }),
     sites: { 'team.yaml': 'a.example.com:\n  service: app\nws.example.com:\n  service: ws\n' },
   });
   t.after(async () => {
@@ -297,19 +286,7 @@ test('HTTP/1.1 over a lean TLS connection (driven on its TLSWrap): a large answe
   // A websocket: the connection becomes a tunnel both ways.
   // servername: passed on to tls.connect (not in ws's types).
   const ws = new WebSocket(`wss://127.0.0.1:${port}/chat`, { headers: { host: 'ws.example.com' }, servername: 'ws.example.com', rejectUnauthorized: false } as WebSocket.ClientOptions);
-  const replies: string[] = [];
-  await new Promise<void>((resolve, reject) => {
-    ws.on('open', () => {
-      ws.send('one');
-      ws.send('two');
-    });
-    ws.on('message', (m) => {
-      replies.push(m.toString());
-      if (replies.length === 2) resolve();
-    });
-    ws.on('error', reject);
-  });
-  assert.deepEqual(replies, ['echo:one', 'echo:two']);
+  assert.deepEqual(await echoes(ws, ['one', 'two']), ['echo:one', 'echo:two']);
   ws.close();
 
   // A client that goes away in the middle of the large answer: perimeter closes its side, nothing is left.

@@ -10,6 +10,7 @@ import tls from 'node:tls';
 import { freePort } from '../helpers/cli.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { startPerimeter } from '../helpers/perimeter.js';
+import { tlsPlatformYaml } from '../helpers/tls-platform.js';
 import { pino } from 'pino';
 import { OcspStapler, parseOcspResponse } from '../../src/tls/ocsp.js';
 
@@ -73,20 +74,7 @@ async function startResponder(pki: Pki, port: number): Promise<ChildProcess> {
 
 function config(backendPort: number, pki: Pki): { perimeter: string; sites: Record<string, string> } {
   return {
-    perimeter: `clusters:
-  web:
-    listen: { http: "127.0.0.1:0", https: "127.0.0.1:0" }
-    tls:
-      certificates:
-        - { cert: "${pki.chain}", key: "${pki.key}" }
-defaults:
-  health: { type: none }
-discovery:
-  static:
-    app: ["127.0.0.1:${backendPort}"]
-access-log:
-  path: "off"
-`,
+    perimeter: tlsPlatformYaml({ backendPort, certs: [{ cert: pki.chain, key: pki.key }], listen: '{ http: "127.0.0.1:0", https: "127.0.0.1:0" }' }),
     sites: { 'team.yaml': 'a.example.com:\n  service: app\n' },
   };
 }

@@ -7,6 +7,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { startUpstream } from '../helpers/upstream.js';
 import { rawRequest, startPerimeter } from '../helpers/perimeter.js';
 import { webConfig } from './fixtures.js';
+import { echoes } from '../helpers/ws.js';
 import { freeSlabs } from '../../src/net/slabs.js';
 
 function get(url: string, headers: Record<string, string> = {}, agent?: http.Agent): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
@@ -225,19 +226,7 @@ test('websockets are tunnelled after a 101', async (t) => {
     server.close();
   });
   const ws = new WebSocket(`ws://127.0.0.1:${p.port()}/chat`, { headers: { host: 'ws.example.com' } });
-  const replies: string[] = [];
-  await new Promise<void>((resolve, reject) => {
-    ws.on('open', () => {
-      ws.send('one');
-      ws.send('two');
-    });
-    ws.on('message', (m) => {
-      replies.push(m.toString());
-      if (replies.length === 2) resolve();
-    });
-    ws.on('error', reject);
-  });
-  assert.deepEqual(replies, ['echo:one', 'echo:two']);
+  assert.deepEqual(await echoes(ws, ['one', 'two']), ['echo:one', 'echo:two']);
   ws.close();
 });
 
