@@ -1,9 +1,9 @@
 /**
  * The lean TLS accept path of HTTPS listeners: each accepted TCP handle goes
  * straight into Node's TLSWrap (the C++ object under every tls.TLSSocket,
- * from the `tls_wrap` binding), and one net.Socket is made over it when the
- * handshake is done, for the HTTP/1.1 path (../web/proxy.ts) or HTTP/2
- * (../web/h2.ts).
+ * from the `tls_wrap` binding). When the handshake is done, an HTTP/1.1
+ * connection is driven on the TLSWrap itself (../net/handle-socket.ts, for
+ * ../web/proxy.ts) and an HTTP/2 one gets a net.Socket over it (../web/h2.ts).
  *
  * Why: tls.Server makes two Duplex streams per connection (the accepted
  * net.Socket, then the TLSSocket around its handle), each with its state
@@ -134,9 +134,9 @@ export interface LeanTlsOptions {
   /** Connections in their handshake, for the listener's sweep and drain. */
   readonly handshaking: Map<Handshaking, number>;
   /**
-   * The handshake is done: a net.Socket over `handle` (the TLSWrap), made by
-   * the path that serves the ALPN result (../web/proxy.ts socketOnHandle for
-   * HTTP/1.1, a plain net.Socket for HTTP/2), which then takes it.
+   * The handshake is done: a socket over `handle` (the TLSWrap), made for
+   * the path that serves the ALPN result (../web/proxy.ts handleSocketOn for
+   * HTTP/1.1, a net.Socket for HTTP/2), which `onSecure` then hands it to.
    */
   readonly socket: (handle: unknown, alpn: string | false) => net.Socket;
   readonly onSecure: (socket: net.Socket, alpn: string | false) => void;
@@ -151,7 +151,7 @@ const RENEG_WINDOW_MS = tls.CLIENT_RENEG_WINDOW * 1000;
 /** One accepted connection on the lean path. */
 class LeanConn implements Handshaking {
   destroyed = false;
-  /** The net.Socket over the TLSWrap, once the handshake is done. */
+  /** The socket over the TLSWrap, once the handshake is done. */
   socket: net.Socket | null = null;
   private handshakes = 0;
   private lastHandshake = 0;
@@ -256,8 +256,8 @@ class LeanConn implements Handshaking {
     this.o.handshaking.delete(this);
     leanTlsCounts.secured++;
     const alpn = this.ssl.getALPNNegotiatedProtocol();
-    // A net.Socket over the TLSWrap, as tls.TLSSocket is one (node:net's `handle` option): it takes
-    // over `onread` and reads at once. What a TLSSocket says of itself, for node:http2 and the record.
+    // A socket over the TLSWrap (as tls.TLSSocket is a net.Socket over one): it takes over `onread`.
+    // What a TLSSocket says of itself, for node:http2, direct-write.ts and the record.
     const socket = this.o.socket(this.ssl, alpn);
     this.socket = socket;
     const s = socket as net.Socket & { encrypted: boolean; alpnProtocol: string | false; servername: string | false };
