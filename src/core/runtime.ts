@@ -12,7 +12,6 @@ import tls from 'node:tls';
 import { CertStore, secureOptions } from '../tls/cert-store.js';
 import { peekClientHello } from '../tls/client-hello.js';
 import { leanTlsAccept, type Handshaking } from '../tls/lean.js';
-import { handleSocketsSupported } from '../net/handle-socket.js';
 import { GeoLookup } from '../geo/lookup.js';
 import { AcmeManager } from '../tls/acme.js';
 import { AcmeStorage } from '../tls/storage.js';
@@ -25,7 +24,7 @@ import { Discovery, type DiscoveryOptions } from '../upstream/discovery/index.js
 import { Pool } from '../upstream/pool.js';
 import type { Balancer, PoolEvents } from '../upstream/types.js';
 import { createH2Front } from '../web/h2.js';
-import { adoptSocket, handleConnection, handleSocketOn, RetryBudget, socketOnHandle, type ListenerRoutes, type ListenerState, type RequestRecord } from '../web/proxy.js';
+import { adoptSocket, clientSocketOn, handleConnection, RetryBudget, type ListenerRoutes, type ListenerState, type RequestRecord } from '../web/proxy.js';
 import { compileListenerRoutes } from '../web/routes.js';
 import { ConnPools } from '../web/upstream-conn.js';
 import type { Logger } from './log.js';
@@ -527,11 +526,7 @@ export class Runtime {
           handshaking,
           // HTTP/2: node:http2 takes a net.Socket. HTTP/1.1: a socket driven on the TLSWrap itself.
           socket: (handle, alpn) =>
-            alpn === 'h2'
-              ? new net.Socket({ handle, allowHalfOpen: false, readable: true, writable: true } as net.SocketConstructorOpts & { handle: unknown })
-              : handleSocketsSupported
-                ? handleSocketOn(handle)
-                : socketOnHandle(handle, true),
+            alpn === 'h2' ? new net.Socket({ handle, allowHalfOpen: false, readable: true, writable: true } as net.SocketConstructorOpts & { handle: unknown }) : clientSocketOn(handle),
           onSecure: (socket, alpn) => (alpn === 'h2' ? h2.handle(socket as tls.TLSSocket) : handleConnection(state, socket)),
           onClientError: tlsClientError,
         });

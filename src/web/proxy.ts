@@ -179,7 +179,7 @@ function nextRequestId(): string {
 }
 
 /**
- * Plain-TCP and lean TLS client sockets read into this one buffer (see socketOnHandle): no
+ * Plain-TCP and lean TLS client sockets read into this one buffer (see clientSocketOn): no
  * allocation and no stream machinery per read. A view of it is valid only
  * until the next read; whatever is kept past the read is copied.
  */
@@ -207,8 +207,7 @@ export function adoptSocket(accepted: net.Socket, allowHalfOpen: boolean): net.S
   const handle = (accepted as unknown as { _handle: unknown })._handle;
   if (handle === null || handle === undefined || accepted.destroyed) return accepted;
   (accepted as unknown as { _handle: unknown })._handle = null;
-  // A HandleSocket behaves as a half-open socket (ClientConn closes on the client's end).
-  const socket = allowHalfOpen && handleSocketsSupported ? handleSocketOn(handle) : socketOnHandle(handle, allowHalfOpen);
+  const socket = allowHalfOpen ? clientSocketOn(handle) : socketOnHandle(handle, allowHalfOpen);
   socket.once('close', () => accepted.destroy());
   return socket;
 }
@@ -237,6 +236,16 @@ export function socketOnHandle(handle: unknown, allowHalfOpen: boolean): net.Soc
   } as net.SocketConstructorOpts & { handle: unknown });
   readTargets.set(socket, target);
   return socket;
+}
+
+/**
+ * A half-open client socket over a stream handle (an accepted TCP handle or
+ * a lean TLS connection's TLSWrap): driven on the handle where this Node.js
+ * allows (handleSocketOn; a HandleSocket is always half-open, ClientConn
+ * closes on the client's end), else a net.Socket (socketOnHandle).
+ */
+export function clientSocketOn(handle: unknown): net.Socket {
+  return handleSocketsSupported ? handleSocketOn(handle) : socketOnHandle(handle, true);
 }
 
 /**
