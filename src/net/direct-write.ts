@@ -20,11 +20,11 @@
  * errno error, as node:net does.
  *
  * Guarded: only plain `net.Socket`s over TCP (not TLS, not HTTP/2 stream sockets),
- * only when the binding has the shape used here and on the Node.js majors
- * the tests run on (20, 22, 24); everywhere else `socket.write()`.
+ * only where ./bindings.ts has `stream_wrap` (the Node.js majors the tests
+ * run on, the binding's expected shape); everywhere else `socket.write()`.
  */
 import net from 'node:net';
-import { getSystemErrorName } from 'node:util';
+import { errnoError, streamWrap } from './bindings.js';
 
 interface WriteReq {
   handle: unknown;
@@ -40,48 +40,14 @@ interface StreamHandle {
   writeBuffer(req: WriteReq, data: Buffer): number;
 }
 
-interface StreamWrapBinding {
-  WriteWrap: new () => WriteReq;
-  streamBaseState: Int32Array;
-  kLastWriteWasAsync: number;
-}
 
 /** Direct writes pending in libuv, per socket (absent: none). */
 const pending = new WeakMap<net.Socket, number>();
 
-const SUPPORTED_MAJORS = new Set([20, 22, 24]);
-
-function loadBinding(): StreamWrapBinding | null {
-  if (process.env.PERIMETER_DIRECT_WRITE === '0') return null;
-  if (!SUPPORTED_MAJORS.has(Number(process.versions.node.split('.')[0]))) return null;
-  try {
-    // process.binding is documentation-deprecated (DEP0111) and prints nothing; 'stream_wrap' is on its allowlist.
-    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
-    if (typeof b.WriteWrap !== 'function' || !(b.streamBaseState instanceof Int32Array) || typeof b.kLastWriteWasAsync !== 'number') return null;
-    return b as StreamWrapBinding;
-  } catch {
-    return null;
-  }
-}
-
-const binding = loadBinding();
+const binding = process.env.PERIMETER_DIRECT_WRITE === '0' ? null : streamWrap;
 
 /** Whether writes go direct in this process (tests, the bench's notes). */
 export const directWritesEnabled = binding !== null;
-
-function writeError(status: number): NodeJS.ErrnoException {
-  let code: string;
-  try {
-    code = getSystemErrorName(status);
-  } catch {
-    code = `E${-status}`;
-  }
-  const err: NodeJS.ErrnoException = new Error(`write ${code}`);
-  err.code = code;
-  err.errno = status;
-  err.syscall = 'write';
-  return err;
-}
 
 function onDirectWriteComplete(this: WriteReq, status: number): void {
   const socket = this.socket!;
@@ -95,7 +61,7 @@ function onDirectWriteComplete(this: WriteReq, status: number): void {
   else pending.delete(socket);
   if (socket.destroyed) return;
   if (status < 0) {
-    socket.destroy(writeError(status));
+    socket.destroy(errnoError(status, 'write'));
     return;
   }
   if (n === 0) socket.emit('drain');
@@ -115,7 +81,7 @@ export function writeDirect(socket: net.Socket, buf: Buffer, done?: () => void):
   }
   const ws = s._writableState;
   if (ws.length !== 0 || ws.corked !== 0 || ws.ending) return done === undefined ? socket.write(buf) : socket.write(buf, () => done());
-  const req = new binding.WriteWrap();
+  const req = new binding.WriteWrap() as WriteReq;
   req.handle = handle;
   req.oncomplete = onDirectWriteComplete;
   req.async = false;
@@ -126,7 +92,7 @@ export function writeDirect(socket: net.Socket, buf: Buffer, done?: () => void):
   const err = handle.writeBuffer(req, buf);
   if (err !== 0) {
     done?.();
-    socket.destroy(writeError(err));
+    socket.destroy(errnoError(err, 'write'));
     return false;
   }
   if (binding.streamBaseState[binding.kLastWriteWasAsync] === 0 && (pending.get(socket) ?? 0) === 0) {

@@ -22,12 +22,11 @@
  * 'end' event and writing goes on; once both directions are done the socket
  * is destroyed.
  *
- * The bindings are those of ../net/direct-write.ts and ../tls/lean.ts, on
- * the same Node.js majors; `handleSocketsSupported` says whether this
- * process has them.
+ * The binding is `stream_wrap` from ./bindings.ts; `handleSocketsSupported`
+ * says whether this process has it.
  */
 import { EventEmitter } from 'node:events';
-import { getSystemErrorName } from 'node:util';
+import { errnoError, streamWrap } from './bindings.js';
 
 interface Req {
   handle: StreamHandle;
@@ -51,29 +50,8 @@ interface StreamHandle {
   getpeername(out: { address?: string; port?: number }): number;
 }
 
-interface StreamWrap {
-  WriteWrap: new () => Req;
-  ShutdownWrap: new () => Req;
-  streamBaseState: Int32Array;
-  kReadBytesOrError: number;
-  kLastWriteWasAsync: number;
-}
 
-const SUPPORTED_MAJORS = new Set([20, 22, 24]);
-
-function loadBinding(): StreamWrap | null {
-  if (!SUPPORTED_MAJORS.has(Number(process.versions.node.split('.')[0]))) return null;
-  try {
-    // process.binding is documentation-deprecated (DEP0111) and prints nothing; 'stream_wrap' is on its allowlist.
-    const b = (process as unknown as { binding(name: string): Partial<StreamWrap> }).binding('stream_wrap');
-    if (typeof b.WriteWrap !== 'function' || typeof b.ShutdownWrap !== 'function' || !(b.streamBaseState instanceof Int32Array) || typeof b.kReadBytesOrError !== 'number' || typeof b.kLastWriteWasAsync !== 'number') return null;
-    return b as StreamWrap;
-  } catch {
-    return null;
-  }
-}
-
-const binding = loadBinding();
+const binding = streamWrap;
 
 /** Whether this process can drive sockets on their handles. */
 export const handleSocketsSupported = binding !== null;
@@ -83,20 +61,6 @@ const UV_EOF = -4095;
 const UV_ENOTCONN = -107;
 /** node:net's default writableHighWaterMark. */
 const HIGH_WATER_MARK = 16 * 1024;
-
-function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
-  let code: string;
-  try {
-    code = getSystemErrorName(status);
-  } catch {
-    code = `E${-status}`;
-  }
-  const err: NodeJS.ErrnoException = new Error(`${syscall} ${code}`);
-  err.code = code;
-  err.errno = status;
-  err.syscall = syscall;
-  return err;
-}
 
 function noop(): void {}
 
@@ -206,7 +170,7 @@ export class HandleSocket extends EventEmitter {
 
   private dispatch(chunks: Buffer[], callbacks: (() => void)[] | null): void {
     const b = binding!;
-    const req = new b.WriteWrap();
+    const req = new b.WriteWrap() as Req;
     req.handle = this.handle;
     req.oncomplete = onWriteComplete;
     req.owner = this;
@@ -275,7 +239,7 @@ export class HandleSocket extends EventEmitter {
   }
 
   private shutdown(): void {
-    const req = new binding!.ShutdownWrap();
+    const req = new binding!.ShutdownWrap() as Req;
     req.handle = this.handle;
     req.oncomplete = onShutdownComplete;
     req.owner = this;

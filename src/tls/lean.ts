@@ -24,13 +24,14 @@
  * the TCP handle is closed. The listener's connection count includes these
  * connections, so server.close() waits for them as for any other.
  *
- * Guarded like ../net/direct-write.ts: only on the Node.js majors the tests
- * run on (20, 22, 24), only when the bindings and the server have the shape
+ * Guarded: only where ../net/bindings.ts has `tls_wrap` and `stream_wrap`
+ * (the Node.js majors the tests run on), only when the server has the shape
  * used here; PERIMETER_LEAN_TLS=0 turns it off. Everywhere else, and for
  * connections the listener is not ready for (see Runtime.bind), node:tls.
  */
 import type net from 'node:net';
 import tls from 'node:tls';
+import { streamWrap, tlsWrap } from '../net/bindings.js';
 
 interface TcpHandle {
   setNoDelay(on: boolean): number;
@@ -72,11 +73,6 @@ interface TlsWrap {
   destroySSL(): void;
 }
 
-interface Bindings {
-  wrap(handle: TcpHandle, context: unknown, isServer: boolean, hasActiveWrite: boolean): TlsWrap;
-  streamBaseState: Int32Array;
-  kReadBytesOrError: number;
-}
 
 interface ServerInternals {
   _handle: { onconnection: (this: unknown, err: number, handle: TcpHandle | undefined) => void } | null;
@@ -89,24 +85,10 @@ interface TlsServerInternals {
   ALPNProtocols?: Buffer;
 }
 
-const SUPPORTED_MAJORS = new Set([20, 22, 24]);
-
-function loadBindings(): Bindings | null {
-  if (process.env.PERIMETER_LEAN_TLS === '0') return null;
-  if (!SUPPORTED_MAJORS.has(Number(process.versions.node.split('.')[0]))) return null;
-  try {
-    // process.binding is documentation-deprecated (DEP0111) and prints nothing; both are on its allowlist.
-    const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
-    const t = binding('tls_wrap');
-    const s = binding('stream_wrap');
-    if (typeof t.wrap !== 'function' || !(s.streamBaseState instanceof Int32Array) || typeof s.kReadBytesOrError !== 'number') return null;
-    return { wrap: t.wrap as Bindings['wrap'], streamBaseState: s.streamBaseState, kReadBytesOrError: s.kReadBytesOrError };
-  } catch {
-    return null;
-  }
-}
-
-const bindings = loadBindings();
+const bindings =
+  process.env.PERIMETER_LEAN_TLS === '0' || tlsWrap === null || streamWrap === null
+    ? null
+    : { wrap: tlsWrap.wrap as (handle: TcpHandle, context: unknown, isServer: boolean, hasActiveWrite: boolean) => TlsWrap, streamBaseState: streamWrap.streamBaseState, kReadBytesOrError: streamWrap.kReadBytesOrError };
 
 /** Whether HTTPS listeners in this process take the lean path (tests, the bench's notes). */
 export const leanTlsEnabled = bindings !== null;
