@@ -2,7 +2,7 @@
  * Compare perimeter builds with each other and with nginx in interleaved
  * rounds: the lab method behind the request-path changes in BENCHMARKS.md.
  *
- *   node dist/bench/compare-builds.js [--rounds 6] [--seconds 4] [--path /small] [--connections 50] [--tls] NAME=DIST ...
+ *   node dist/bench/compare-builds.js [--rounds 6] [--seconds 4] [--path /small] [--connections 50] [--tls] [--env NAME:KEY=VALUE ...] NAME=DIST ...
  *
  * DIST is a build's `dist` directory (`dist/src/cli/main.js` inside it), with
  * the project's node_modules reachable from it (e.g. a copy of an earlier
@@ -12,6 +12,9 @@
  * for each it prints req/s, the ratio to nginx in that round, and the user
  * and system CPU time per request of the proxy's request-path process (from
  * /proc), which drifts less with the machine's noise than req/s does.
+ * `--env NAME:KEY=VALUE` (repeatable) starts build NAME with KEY=VALUE in its
+ * environment, so one build can run twice with a switch (for example
+ * `--env off:PERIMETER_LEAN_TLS=0 on=dist off=dist`).
  * With --tls: the bench's full-handshake scenario instead (HTTPS listeners,
  * the bench's RSA-2048 certificate and groups, resumption off on both, a new
  * connection per request), so the figures are per TLS connection.
@@ -29,15 +32,22 @@ import { freePort, makeBenchCert } from './fixtures.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
-  options: { rounds: { type: 'string', default: '6' }, seconds: { type: 'string', default: '4' }, path: { type: 'string', default: '/small' }, connections: { type: 'string', default: '50' }, tls: { type: 'boolean', default: false } },
+  options: { rounds: { type: 'string', default: '6' }, seconds: { type: 'string', default: '4' }, path: { type: 'string', default: '/small' }, connections: { type: 'string', default: '50' }, tls: { type: 'boolean', default: false }, env: { type: 'string', multiple: true, default: [] } },
 });
+const envOf = new Map<string, Record<string, string>>();
+for (const e of opt.env) {
+  const m = /^([^:]+):([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(e);
+  if (m === null) throw new Error(`expected --env NAME:KEY=VALUE, got '${e}'`);
+  (envOf.get(m[1]!) ?? envOf.set(m[1]!, {}).get(m[1]!)!)[m[2]!] = m[3]!;
+}
 const builds = positionals.map((p) => {
   const eq = p.indexOf('=');
   if (eq <= 0) throw new Error(`expected NAME=DIST, got '${p}'`);
   return { name: p.slice(0, eq), dist: resolve(p.slice(eq + 1)) };
 });
+for (const name of envOf.keys()) if (!builds.some((b) => b.name === name)) throw new Error(`--env names '${name}', which is no build here`);
 if (builds.length === 0) {
-  process.stderr.write('usage: compare-builds.js [--rounds N] [--seconds S] [--path P] [--connections C] [--tls] NAME=DIST ...\n');
+  process.stderr.write('usage: compare-builds.js [--rounds N] [--seconds S] [--path P] [--connections C] [--tls] [--env NAME:KEY=VALUE ...] NAME=DIST ...\n');
   process.exit(2);
 }
 
@@ -55,8 +65,8 @@ process.on('exit', () => {
 });
 process.on('SIGINT', () => process.exit(130));
 
-function start(cpu: string, cmd: string, argv: string[]): ChildProcess {
-  const c = spawn('taskset', ['-c', cpu, cmd, ...argv], { stdio: 'ignore', detached: true });
+function start(cpu: string, cmd: string, argv: string[], env?: Record<string, string>): ChildProcess {
+  const c = spawn('taskset', ['-c', cpu, cmd, ...argv], { stdio: 'ignore', detached: true, env: env === undefined ? process.env : { ...process.env, ...env } });
   children.push(c);
   return c;
 }
@@ -116,7 +126,7 @@ for (const b of builds) {
   mkdirSync(join(cdir, 'sites'), { recursive: true });
   writeFileSync(join(cdir, 'perimeter.yaml'), opt.tls ? perimeterTlsPlatformYaml({ httpsPort: port, backendPort, ...cert, resumption: false }) : perimeterPlatformYaml({ port, backendPort }));
   writeFileSync(join(cdir, 'sites', 'bench.yaml'), perimeterSitesYaml(0, opt.tls ? ['localhost'] : []));
-  contenders.push({ name: b.name, port, root: start('0', process.execPath, [join(b.dist, 'src', 'cli', 'main.js'), 'run', '--workers', '1', '--no-watch', cdir]) });
+  contenders.push({ name: b.name, port, root: start('0', process.execPath, [join(b.dist, 'src', 'cli', 'main.js'), 'run', '--workers', '1', '--no-watch', cdir], envOf.get(b.name)) });
 }
 await waitListening(backendPort);
 for (const c of contenders) {
