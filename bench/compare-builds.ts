@@ -27,25 +27,19 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BENCH_HOST, median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate } from './harness.js';
+import { BENCH_HOST, median, nginxBackendConf, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate, parseEnvOptions } from './harness.js';
 import { freePort, makeBenchCert } from './fixtures.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
   options: { rounds: { type: 'string', default: '6' }, seconds: { type: 'string', default: '4' }, path: { type: 'string', default: '/small' }, connections: { type: 'string', default: '50' }, tls: { type: 'boolean', default: false }, env: { type: 'string', multiple: true, default: [] } },
 });
-const envOf = new Map<string, Record<string, string>>();
-for (const e of opt.env) {
-  const m = /^([^:]+):([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(e);
-  if (m === null) throw new Error(`expected --env NAME:KEY=VALUE, got '${e}'`);
-  (envOf.get(m[1]!) ?? envOf.set(m[1]!, {}).get(m[1]!)!)[m[2]!] = m[3]!;
-}
 const builds = positionals.map((p) => {
   const eq = p.indexOf('=');
   if (eq <= 0) throw new Error(`expected NAME=DIST, got '${p}'`);
   return { name: p.slice(0, eq), dist: resolve(p.slice(eq + 1)) };
 });
-for (const name of envOf.keys()) if (!builds.some((b) => b.name === name)) throw new Error(`--env names '${name}', which is no build here`);
+const envOf = parseEnvOptions(opt.env, builds.map((b) => b.name));
 if (builds.length === 0) {
   process.stderr.write('usage: compare-builds.js [--rounds N] [--seconds S] [--path P] [--connections C] [--tls] [--env NAME:KEY=VALUE ...] NAME=DIST ...\n');
   process.exit(2);

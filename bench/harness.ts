@@ -256,6 +256,23 @@ export function formatPeerComparison(c: PeerComparison): string {
 }
 
 /** Round i runs the contenders rotated by i, so none is always first (cold) or last. */
+/**
+ * `--env NAME:KEY=VALUE` options of compare-builds.ts: per build name, the
+ * variables to add to its environment. Throws on a malformed option and on
+ * a name that is not one of `names`.
+ */
+export function parseEnvOptions(options: readonly string[], names: readonly string[]): Map<string, Record<string, string>> {
+  const envOf = new Map<string, Record<string, string>>();
+  for (const e of options) {
+    const m = /^([^:]+):([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(e);
+    if (m === null) throw new Error(`expected --env NAME:KEY=VALUE, got '${e}'`);
+    const [, name, key, value] = m as unknown as [string, string, string, string];
+    if (!names.includes(name)) throw new Error(`--env names '${name}', which is no build here (builds: ${names.join(', ')})`);
+    (envOf.get(name) ?? envOf.set(name, {}).get(name)!)[key] = value;
+  }
+  return envOf;
+}
+
 export function rotate<T>(items: readonly T[], round: number): T[] {
   const k = items.length ? round % items.length : 0;
   return [...items.slice(k), ...items.slice(0, k)];

@@ -25,6 +25,7 @@ import {
   benchCertArgs,
   BENCH_HOST,
   type PeerFigures,
+  parseEnvOptions,
 } from '../../bench/harness.js';
 import { freePorts } from '../../bench/fixtures.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -85,6 +86,16 @@ test('medians, min–max and per-round ratios', () => {
   assert.equal(r.min, 0.5);
   assert.equal(r.max, 0.6);
   assert.equal(roundRatios([1], []).n, 0);
+});
+
+test('bench:builds --env: variables per build; a malformed option or an unknown build is an error', () => {
+  const env = parseEnvOptions(['off:PERIMETER_LEAN_TLS=0', 'off:GLIBC_TUNABLES=glibc.malloc.tcache_count=256', 'on:X='], ['on', 'off']);
+  assert.deepEqual(env.get('off'), { PERIMETER_LEAN_TLS: '0', GLIBC_TUNABLES: 'glibc.malloc.tcache_count=256' });
+  assert.deepEqual(env.get('on'), { X: '' });
+  assert.equal(parseEnvOptions([], ['on']).size, 0);
+  assert.throws(() => parseEnvOptions(['PERIMETER_LEAN_TLS=0'], ['on']), /expected --env NAME:KEY=VALUE/);
+  assert.throws(() => parseEnvOptions(['on:1X=0'], ['on']), /expected --env NAME:KEY=VALUE/);
+  assert.throws(() => parseEnvOptions(['other:X=1'], ['on', 'off']), /'other', which is no build here \(builds: on, off\)/);
 });
 
 test('rounds rotate the order of contenders', () => {

@@ -95,6 +95,22 @@ function outcome<T>(f: () => T): { ok: T } | { error: string } {
 /** A head as plain data, for deepEqual (the two parsers build the same class; compare what they hold). */
 const plain = (h: object): unknown => JSON.parse(JSON.stringify(h));
 
+test('a rejected head makes its ParseError without a stack trace, and leaves the stack trace limit as it was', () => {
+  const limit = Error.stackTraceLimit;
+  const head = Buffer.from('GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
+  let err: unknown;
+  try {
+    parseRequestHead(head, 0, head.length, LIMITS);
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof ParseError && err instanceof Error);
+  assert.equal(err.detail, 'duplicate Host header');
+  assert.equal(err.message, 'duplicate Host header');
+  assert.equal(err.stack, 'Error: duplicate Host header', 'no frames below the message line');
+  assert.equal(Error.stackTraceLimit, limit);
+});
+
 test('the request scanner agrees with the reference parser on 20,000 valid and mutated heads', () => {
   const r = rng(20261206);
   let scanned = 0;
