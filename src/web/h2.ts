@@ -403,16 +403,30 @@ class StreamSocket extends EventEmitter {
       if (data.length > this.remaining) data = data.subarray(0, this.remaining);
       this.remaining -= data.length;
     }
+    if (this.remaining === 0 && data.length > 0 && (this.requestEnded || this.stream.endAfterHeaders)) {
+      // The last chunk of an answer to a complete request: END_STREAM once it
+      // is written. Ended with it, the stream closes before the write
+      // completes, and node's Writable then builds an ERR_STREAM_DESTROYED
+      // (with its stack) that nobody sees: 3.6 % of the CPU at h2load -m10.
+      // (An early answer keeps ending at once: stopRequestBody follows it.)
+      const ok = this.stream.write(data, this.endStream);
+      this.finishResponse(false);
+      return ok;
+    }
     const ok = data.length === 0 || this.stream.write(data);
     if (this.remaining === 0) this.finishResponse();
     return ok;
   }
 
-  private finishResponse(): void {
+  private readonly endStream = (): void => {
+    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+  };
+
+  private finishResponse(end = true): void {
     if (this.state === Resp.Done) return;
     this.state = Resp.Done;
     this.responseDone = true;
-    if (!this.stream.destroyed) this.stream.end();
+    if (end && !this.stream.destroyed) this.stream.end();
     this.stopRequestBody();
     this.maybeRelease();
   }
