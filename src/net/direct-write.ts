@@ -40,7 +40,6 @@ interface StreamHandle {
   writeBuffer(req: WriteReq, data: Buffer): number;
 }
 
-
 /** Direct writes pending in libuv, per socket (absent: none). */
 const pending = new WeakMap<net.Socket, number>();
 

@@ -50,7 +50,6 @@ interface StreamHandle {
   getpeername(out: { address?: string; port?: number }): number;
 }
 
-
 const binding = streamWrap;
 
 /** Whether this process can drive sockets on their handles. */
