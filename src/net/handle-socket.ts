@@ -50,10 +50,8 @@ interface StreamHandle {
   getpeername(out: { address?: string; port?: number }): number;
 }
 
-const binding = streamWrap;
-
 /** Whether this process can drive sockets on their handles. */
-export const handleSocketsSupported = binding !== null;
+export const handleSocketsSupported = streamWrap !== null;
 
 /** libuv's UV_EOF, the same on every platform. */
 const UV_EOF = -4095;
@@ -64,7 +62,7 @@ const HIGH_WATER_MARK = 16 * 1024;
 function noop(): void {}
 
 function onHandleRead(this: StreamHandle): void {
-  this.socket?.onHandleRead(binding!.streamBaseState[binding!.kReadBytesOrError]!);
+  this.socket?.onHandleRead(streamWrap!.streamBaseState[streamWrap!.kReadBytesOrError]!);
 }
 
 function onWriteComplete(this: Req, status: number): void {
@@ -102,7 +100,7 @@ export class HandleSocket extends EventEmitter {
     onBytes: (n: number) => void,
   ) {
     super();
-    if (binding === null) throw new Error('HandleSocket: this Node.js has no stream_wrap binding of the expected shape');
+    if (streamWrap === null) throw new Error('HandleSocket: this Node.js has no stream_wrap binding of the expected shape');
     this.onBytes = onBytes;
     handle.socket = this;
     handle.useUserBuffer(buffer);
@@ -168,7 +166,7 @@ export class HandleSocket extends EventEmitter {
   }
 
   private dispatch(chunks: Buffer[], callbacks: (() => void)[] | null): void {
-    const b = binding!;
+    const b = streamWrap!;
     const req = new b.WriteWrap() as Req;
     req.handle = this.handle;
     req.oncomplete = onWriteComplete;
@@ -238,7 +236,7 @@ export class HandleSocket extends EventEmitter {
   }
 
   private shutdown(): void {
-    const req = new binding!.ShutdownWrap() as Req;
+    const req = new streamWrap!.ShutdownWrap() as Req;
     req.handle = this.handle;
     req.oncomplete = onShutdownComplete;
     req.owner = this;

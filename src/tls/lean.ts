@@ -85,13 +85,8 @@ interface TlsServerInternals {
   ALPNProtocols?: Buffer;
 }
 
-const bindings =
-  process.env.PERIMETER_LEAN_TLS === '0' || tlsWrap === null || streamWrap === null
-    ? null
-    : { wrap: tlsWrap.wrap as (handle: TcpHandle, context: unknown, isServer: boolean, hasActiveWrite: boolean) => TlsWrap, streamBaseState: streamWrap.streamBaseState, kReadBytesOrError: streamWrap.kReadBytesOrError };
-
-/** Whether HTTPS listeners in this process take the lean path (tests, the bench's notes). */
-export const leanTlsEnabled = bindings !== null;
+/** Whether HTTPS listeners in this process take the lean path: it has the bindings, and PERIMETER_LEAN_TLS is not 0 (tests, the bench's notes). */
+export const leanTlsEnabled = process.env.PERIMETER_LEAN_TLS !== '0' && tlsWrap !== null && streamWrap !== null;
 
 /** Connections of this process on the lean path: accepted, handshake done, failed before it (for tests). */
 export const leanTlsCounts = { accepted: 0, secured: 0, failed: 0 };
@@ -287,7 +282,7 @@ function onTlsError(this: TlsWrap, err: Error & { code?: string }): void {
 
 /** Reads before the handshake is done: only the end of the connection (data comes after it). */
 function onEarlyRead(this: TlsWrap): void {
-  if (bindings!.streamBaseState[bindings!.kReadBytesOrError]! < 0) this.conn.fail('ECONNRESET');
+  if (streamWrap!.streamBaseState[streamWrap!.kReadBytesOrError]! < 0) this.conn.fail('ECONNRESET');
 }
 
 /** Closes the TCP handle, then releases the TLS state (as TLSWrap.prototype.close of lib/_tls_wrap.js). */
@@ -308,12 +303,11 @@ function closeTlsWrap(this: TlsWrap, cb?: () => void): void {
  * every connection then.
  */
 export function leanTlsAccept(o: LeanTlsOptions): boolean {
-  const b = bindings;
   const server = o.server as unknown as ServerInternals;
   const tlsServer = o.tlsServer as unknown as TlsServerInternals;
   const alpn = tlsServer.ALPNProtocols;
   const listen = server._handle;
-  if (b === null || listen === null || typeof listen.onconnection !== 'function' || typeof server._connections !== 'number' || typeof server._emitCloseIfDrained !== 'function' || tlsServer._sharedCreds?.context === undefined || !Buffer.isBuffer(alpn)) {
+  if (!leanTlsEnabled || listen === null || typeof listen.onconnection !== 'function' || typeof server._connections !== 'number' || typeof server._emitCloseIfDrained !== 'function' || tlsServer._sharedCreds?.context === undefined || !Buffer.isBuffer(alpn)) {
     return false;
   }
   const original = listen.onconnection;
@@ -329,7 +323,7 @@ export function leanTlsAccept(o: LeanTlsOptions): boolean {
     tcp.setNoDelay(true);
     let ssl: TlsWrap;
     try {
-      ssl = b.wrap(tcp, creds.context!, true, false);
+      ssl = tlsWrap!.wrap(tcp, creds.context!, true, false) as TlsWrap;
     } catch {
       tcp.close(() => {
         server._connections--;

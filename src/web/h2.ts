@@ -403,7 +403,7 @@ class StreamSocket extends EventEmitter {
       if (data.length > this.remaining) data = data.subarray(0, this.remaining);
       this.remaining -= data.length;
     }
-    if (this.remaining === 0 && data.length > 0 && (this.requestEnded || this.stream.endAfterHeaders)) {
+    if (this.remaining === 0 && data.length > 0 && this.requestComplete) {
       // The last chunk of an answer to a complete request: END_STREAM once it
       // is written. Ended with it, the stream closes before the write
       // completes, and node's Writable then builds an ERR_STREAM_DESTROYED
@@ -416,6 +416,11 @@ class StreamSocket extends EventEmitter {
     const ok = data.length === 0 || this.stream.write(data);
     if (this.remaining === 0) this.finishResponse();
     return ok;
+  }
+
+  /** The client has sent all of the request (END_STREAM on its last frame). */
+  private get requestComplete(): boolean {
+    return this.requestEnded || this.stream.endAfterHeaders;
   }
 
   private readonly endStream = (): void => {
@@ -437,7 +442,7 @@ class StreamSocket extends EventEmitter {
    * §8.1) instead of holding a half-open stream that may be paused.
    */
   private stopRequestBody(): void {
-    if (!this.requestEnded && !this.stream.endAfterHeaders && !this.stream.closed) this.stream.close(NGHTTP2_NO_ERROR);
+    if (!this.requestComplete && !this.stream.closed) this.stream.close(NGHTTP2_NO_ERROR);
   }
 
   private reset(code: number): void {

@@ -207,7 +207,7 @@ export function adoptSocket(accepted: net.Socket, allowHalfOpen: boolean): net.S
   const handle = (accepted as unknown as { _handle: unknown })._handle;
   if (handle === null || handle === undefined || accepted.destroyed) return accepted;
   (accepted as unknown as { _handle: unknown })._handle = null;
-  const socket = allowHalfOpen ? clientSocketOn(handle) : socketOnHandle(handle, allowHalfOpen);
+  const socket = allowHalfOpen ? clientSocketOn(handle) : socketOnHandle(handle, false);
   socket.once('close', () => accepted.destroy());
   return socket;
 }
