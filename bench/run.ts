@@ -1217,15 +1217,23 @@ async function main(): Promise<void> {
     addedP99Us: added[name]?.p99.median ?? Number.NaN,
   });
   const versusPeers = PEERS.map((p) => versusPeer(p.short, figures(perimeter.name), figures(p.name)));
+  const nginxVersusPeers = added[nginx.name] === undefined ? [] : PEERS.map((p) => versusPeer(p.short, figures(nginx.name), figures(p.name)));
+  const formatRatio = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '–');
+  /** " (nginx +51 µs, HAProxy +55 µs)": the same one-connection figure of the peer proxies, which share this machine's wake-up delays. */
+  const besidePeers = (q: 'p50' | 'p99'): string => {
+    const others = [nginx.name, haproxy.name].filter((n) => added[n] !== undefined).map((n) => `${n} +${formatUs(added[n]![q].median)}`);
+    return others.length > 0 ? ` (${others.join(', ')})` : '';
+  };
   const targets: Target[] = [
     { scenario: 'http', target: 'small responses ≥ 0.6× nginx (pinned)', measured: `${small.toFixed(2)}×`, status: ok(small >= 0.6) },
     { scenario: 'http', target: '64 KiB responses ≥ 0.7× nginx (pinned)', measured: `${large.toFixed(2)}×`, status: ok(large >= 0.7) },
-    { scenario: 'http', target: 'added latency at one connection ≤ 0.2 ms p50', measured: pAdded ? `+${formatUs(pAdded.p50.median)}` : '–', status: ok((pAdded?.p50.median ?? Infinity) <= 200) },
-    { scenario: 'http', target: 'added latency at one connection ≤ 0.5 ms p99', measured: pAdded ? `+${formatUs(pAdded.p99.median)}` : '–', status: ok((pAdded?.p99.median ?? Infinity) <= 500) },
+    { scenario: 'http', target: 'added latency at one connection ≤ 0.2 ms p50', measured: pAdded ? `+${formatUs(pAdded.p50.median)}${besidePeers('p50')}` : '–', status: ok((pAdded?.p50.median ?? Infinity) <= 200) },
+    { scenario: 'http', target: 'added latency at one connection ≤ 0.5 ms p99', measured: pAdded ? `+${formatUs(pAdded.p99.median)}${besidePeers('p99')}` : '–', status: ok((pAdded?.p99.median ?? Infinity) <= 500) },
     {
       scenario: 'http',
       target: `≥ ${PEER_FACTOR}× Fastify/http-proxy (same run; per peer: req/s ÷ peer's ≥ ${PEER_FACTOR} small, 64k; added c1 latency ÷ peer's ≤ ${1 / PEER_FACTOR} p50, p99)`,
-      measured: versusPeers.map(formatPeerComparison).join('; '),
+      // nginx's own added latency against the same peers: whether the one-connection cells are within any proxy's reach on this machine.
+      measured: `${versusPeers.map(formatPeerComparison).join('; ')}${nginxVersusPeers.length > 0 ? ` (nginx's c1 p50, p99 ÷ theirs: ${nginxVersusPeers.map((v) => `${v.peer} ${formatRatio(v.p50)}, ${formatRatio(v.p99)}`).join('; ')})` : ''}`,
       status: ok(versusPeers.length > 0 && versusPeers.every((v) => v.met)),
     },
     { scenario: 'workers', target: '--workers 2 ≥ 1.7× one worker (2 CPUs shared with wrk and the backend)', measured: `${perimeterScale.median.toFixed(2)}× (nginx ${nginxScale.median.toFixed(2)}×)`, status: ok(perimeterScale.median >= 1.7) },
