@@ -490,11 +490,12 @@ async function startPerimeterTls(dir: string, port: number, backendPort: number,
 }
 
 /**
- * A Node.js floor for the full-handshake scenario (bench/tls-floor.ts): node:tls
- * answering the request itself, or passing it to the backend, with none of perimeter.
+ * A Node.js floor (bench/tls-floor.ts), with none of perimeter: for the
+ * full-handshake scenario node:tls answering the request itself or passing
+ * it to the backend; for HTTP/2, node:http2 passing each stream to the backend.
  */
-async function startTlsFloor(dir: string, mode: 'answer' | 'proxy', port: number, backendPort: number, cert: { cert: string; key: string }): Promise<Contender> {
-  const name = mode === 'answer' ? 'node:tls answers' : 'node:tls proxy';
+async function startTlsFloor(dir: string, mode: 'answer' | 'proxy' | 'h2proxy', port: number, backendPort: number, cert: { cert: string; key: string }): Promise<Contender> {
+  const name = mode === 'answer' ? 'node:tls answers' : mode === 'proxy' ? 'node:tls proxy' : 'node:http2 proxy';
   const log = join(dir, `tls-floor-${mode}.out`);
   const child = start(name, process.execPath, [TLS_FLOOR, mode, String(port), cert.cert, cert.key, String(backendPort)], log);
   await waitReady(name, port, '/small', log, child, true);
@@ -951,8 +952,8 @@ async function main(): Promise<void> {
   const tlsSamples: Record<string, Record<string, TlsSample[]>> = { full: {}, handshake: {}, https: {}, h2: {} };
   if (runs('tls')) {
     const cert = makeBenchCert(dir);
-    const tlsPorts = await freePorts(6);
-    const [nginxTls, perimeterTls, nginxFull, perimeterFull, floorAnswer, floorProxy] = await Promise.all([
+    const tlsPorts = await freePorts(7);
+    const [nginxTls, perimeterTls, nginxFull, perimeterFull, floorAnswer, floorProxy, floorH2] = await Promise.all([
       startNginxTls(dir, tlsPorts[0]!, ports.backend, cert),
       startPerimeterTls(dir, tlsPorts[1]!, ports.backend, cert),
       // Full handshakes: resumption off on both (wrk resumes whenever the server lets it).
@@ -961,8 +962,10 @@ async function main(): Promise<void> {
       // Node.js floors: what any Node.js design pays per TLS connection (BENCHMARKS.md, TLS).
       startTlsFloor(dir, 'answer', tlsPorts[4]!, ports.backend, cert),
       startTlsFloor(dir, 'proxy', tlsPorts[5]!, ports.backend, cert),
+      // ...and per HTTP/2 stream (node:http2's own objects, one backend request each).
+      startTlsFloor(dir, 'h2proxy', tlsPorts[6]!, ports.backend, cert),
     ]);
-    for (const c of [nginxTls, perimeterTls, nginxFull, perimeterFull, floorAnswer, floorProxy]) pin(c.pid, '0');
+    for (const c of [nginxTls, perimeterTls, nginxFull, perimeterFull, floorAnswer, floorProxy, floorH2]) pin(c.pid, '0');
     const tlsContenders = [nginxTls, perimeterTls];
     const fullContenders = [nginxFull, perimeterFull, floorProxy, floorAnswer];
     process.stdout.write(`\nTLS warm-up (${warmupS} s of handshakes each, then 1 s keep-alive and 1 s HTTP/2)\n`);
@@ -975,6 +978,7 @@ async function main(): Promise<void> {
       await wrk({ port: c.port, path: '/small', connections: 50, seconds: 1, cpu: '1', tls: true });
       await h2load({ port: c.port, path: '/small', clients: 10, streams: 10, seconds: 1, cpu: '1' });
     }
+    await h2load({ port: floorH2.port, path: '/small', clients: 10, streams: 10, seconds: 1, cpu: '1' });
     for (let round = 0; round < rounds; round++) {
       process.stdout.write(`\nround ${round + 1}/${rounds} (TLS, pinned)\n`);
       for (const c of rotate(fullContenders, round)) {
@@ -994,8 +998,11 @@ async function main(): Promise<void> {
         const h2 = await h2load({ port: c.port, path: '/small', clients: 10, streams: 10, seconds: extraS, cpu: '1' });
         (tlsSamples.h2![c.name] ??= []).push(tlsSample(round, 'h2', c.name, h2.rps, h2.errors, h2.non2xx, h2.meanUs, h2.maxUs));
       }
+      // The HTTP/2 floor: after nginx and perimeter, in the same round (its ratio is to that round's nginx).
+      const h2 = await h2load({ port: floorH2.port, path: '/small', clients: 10, streams: 10, seconds: extraS, cpu: '1' });
+      (tlsSamples.h2![floorH2.name] ??= []).push(tlsSample(round, 'h2', floorH2.name, h2.rps, h2.errors, h2.non2xx, h2.meanUs, h2.maxUs));
     }
-    await Promise.all([nginxTls, perimeterTls, nginxFull, perimeterFull, floorAnswer, floorProxy].map((c) => stop(c.child, 5000)));
+    await Promise.all([nginxTls, perimeterTls, nginxFull, perimeterFull, floorAnswer, floorProxy, floorH2].map((c) => stop(c.child, 5000)));
   }
 
   // ---- all cores: 1 vs 2 workers, unpinned (wrk and the backend share the two CPUs)

@@ -286,7 +286,7 @@ test('TLS and TCP configurations: same certificate and groups; perimeter accepts
   }
 });
 
-test('TLS floors: node:tls answers itself, or passes the request to a kept-alive backend and adds Connection: close', async () => {
+test('TLS floors: node:tls answers itself, or passes the request to a kept-alive backend and adds Connection: close; node:http2 passes each stream to the backend', async () => {
   const { execFileSync } = await import('node:child_process');
   const { request } = await import('node:https');
   const dir = mkdtempSync(join(tmpdir(), 'bench-tls-floor-'));
@@ -345,6 +345,34 @@ test('TLS floors: node:tls answers itself, or passes the request to a kept-alive
     assert.equal(backendRequests.length - before, 3);
     assert.match(backendRequests.at(-1)!, /^GET \/small HTTP\/1\.1\r\n/);
     assert.equal(backendConnections, 1, 'one backend connection, kept alive across client connections');
+
+    // h2proxy: the HTTP/2 floor; every stream a request to the backend, over kept-alive connections.
+    const { connect: h2connect } = await import('node:http2');
+    const h2Port = await started('h2proxy');
+    const session = h2connect(`https://localhost:${h2Port}`, { rejectUnauthorized: false });
+    try {
+      const stream = (): Promise<{ status: number; length: string; body: string }> =>
+        new Promise((resolve, reject) => {
+          const req = session.request({ ':path': '/small' });
+          let status = 0;
+          let length = '';
+          let body = '';
+          req.on('response', (h) => {
+            status = Number(h[':status']);
+            length = String(h['content-length']);
+          });
+          req.on('data', (d: Buffer) => (body += d.toString()));
+          req.on('end', () => resolve({ status, length, body }));
+          req.on('error', reject);
+          req.end();
+        });
+      const beforeH2 = backendRequests.length;
+      const streams = await Promise.all([stream(), stream(), stream(), stream()]);
+      for (const r of streams) assert.deepEqual(r, { status: 200, length: '7', body: 'backend' });
+      assert.equal(backendRequests.length - beforeH2, 4);
+    } finally {
+      session.close();
+    }
   } finally {
     for (const c of children) c.kill('SIGKILL');
     await new Promise<void>((r) => backend.close(() => r()));
