@@ -95,7 +95,6 @@ export function createH2Front(listener: ListenerState): H2Front {
 /** Per session: idle timeout, drain/close with the listener, rapid-reset guard. */
 function watchSession(listener: ListenerState, session: http2.ServerHttp2Session): void {
   session.on('error', () => {});
-  let open = 0;
   let resets = 0;
   let windowStart = Date.now();
   const closeNow = (): void => {
@@ -112,15 +111,8 @@ function watchSession(listener: ListenerState, session: http2.ServerHttp2Session
   };
   listener.clients.add(handle);
   session.once('close', () => listener.clients.delete(handle));
-  // Idle: no open stream for client-idle; waiting streams have their own deadlines.
-  session.setTimeout(listener.routes.timeouts.clientIdleMs, () => {
-    if (open === 0) session.close();
-  });
-  session.on('stream', (stream: http2.ServerHttp2Stream) => {
-    open++;
-    stream.once('close', () => open--);
-  });
-  guards.set(session, {
+  const guard: SessionGuard = {
+    open: 0,
     clientCancelled(): void {
       const now = Date.now();
       if (now - windowStart > H2_LIMITS.clientResetWindowMs) {
@@ -134,11 +126,24 @@ function watchSession(listener: ListenerState, session: http2.ServerHttp2Session
         setTimeout(closeNow, 50).unref();
       }
     },
+  };
+  guards.set(session, guard);
+  // Idle: no open stream for client-idle; waiting streams have their own deadlines.
+  // node:http2 arms the timer again on the next frame after it fired, but a callback
+  // given to setTimeout() is a once() listener: a session whose first timeout came
+  // while a stream was open was never closed for idleness afterwards.
+  session.setTimeout(listener.routes.timeouts.clientIdleMs);
+  session.on('timeout', () => {
+    if (guard.open === 0) session.close();
   });
 }
 
-/** Rapid-reset accounting of a session. */
-const guards = new WeakMap<http2.Http2Session, { clientCancelled(): void }>();
+/** Per session: its open streams (counted by onStream) and the rapid-reset accounting. */
+interface SessionGuard {
+  open: number;
+  clientCancelled(): void;
+}
+const guards = new WeakMap<http2.Http2Session, SessionGuard>();
 
 function onStream(listener: ListenerState, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, raw: readonly string[]): void {
   stream.on('error', () => {});
@@ -203,17 +208,24 @@ function onStream(listener: ListenerState, stream: http2.ServerHttp2Stream, head
       sock.emitData(chunk);
     }
   });
-  stream.once('end', () => {
+  stream.on('end', () => {
     if (chunked) sock.emitData(LAST_CHUNK);
     sock.emitEnd();
   });
   const guard = stream.session ? guards.get(stream.session) : undefined; // stream.session is gone once closed
-  stream.once('close', () => {
+  if (guard) guard.open++;
+  // 'end' and 'close' come once per stream: plain listeners, no once() wrappers.
+  stream.on('close', () => {
+    if (guard) guard.open--;
     if (!sock.responseDone && !sock.resetByUs) guard?.clientCancelled();
     sock.streamClosed();
   });
   stream.on('drain', () => sock.emit('drain'));
   sock.emitData(Buffer.from(head, 'latin1'));
+}
+
+function emitClose(socket: EventEmitter): void {
+  socket.emit('close');
 }
 
 const enum Resp {
@@ -310,7 +322,7 @@ class StreamSocket extends EventEmitter {
     this.destroyed = true;
     this.ended = true;
     if (!this.responseDone) this.reset(this.stream.rstCode !== undefined ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR);
-    process.nextTick(() => this.emit('close'));
+    process.nextTick(emitClose, this);
     return this;
   }
 

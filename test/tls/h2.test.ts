@@ -443,3 +443,45 @@ test('an answer before the request body ended stops the upload (RST_STREAM NO_ER
   assert.equal(up.received.length, 0);
   assert.equal((await request(session, { ':path': '/' })).status, 200);
 });
+
+test('client-idle closes an HTTP/2 session without open streams, and never one whose stream waits on the backend', { timeout: 20_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'perimeter-h2-idle-'));
+  const cert = makeCert(dir, 'a', ['a.example.com']);
+  const up = await startUpstream();
+  const p = await startPerimeter({
+    perimeter: tlsPlatformYaml({ backendPort: up.port, certs: [cert], extra: '    timeouts: { client-idle: 1s, response: 10s }' }),
+    sites: { 'team.yaml': 'a.example.com:\n  service: app\n' },
+  });
+  t.after(async () => {
+    await p.close();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const port = p.runtime.bound().find((l) => l.protocol === 'https')!.port;
+  const closedWithin = (s: http2.ClientHttp2Session): Promise<number> => {
+    const t0 = Date.now();
+    return new Promise((resolve) => s.once('close', () => resolve(Date.now() - t0)));
+  };
+
+  // Idle: one answered request, then nothing. The session goes after client-idle (1 s).
+  const idle = connect(port);
+  assert.equal((await request(idle, { ':path': '/a' })).status, 200);
+  const idleClosed = await closedWithin(idle);
+  assert.ok(idleClosed >= 700 && idleClosed < 5000, `idle session closed after ${idleClosed} ms`);
+
+  // Busy: a stream waiting 2.5 s on the backend, longer than client-idle. Not closed under it.
+  up.setDelay(2500);
+  const busy = connect(port);
+  t.after(() => void busy.destroy());
+  let busyClosedAt = 0;
+  const t0 = Date.now();
+  busy.once('close', () => (busyClosedAt = Date.now() - t0));
+  const r = await request(busy, { ':path': '/slow' });
+  assert.equal(r.status, 200);
+  assert.ok(Date.now() - t0 >= 2400, 'the answer came after the backend delay');
+  assert.equal(busyClosedAt, 0, 'the session stayed open while its stream waited');
+  // ...and once its stream is answered, client-idle applies again.
+  up.setDelay(0);
+  const after = await closedWithin(busy);
+  assert.ok(after < 5000, `closed ${after} ms after the answer`);
+});
