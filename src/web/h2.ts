@@ -18,7 +18,7 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { Errors } from '../core/errors.js';
 import { ChunkedParser, fieldList, findHeadEnd, isHopByHop, NEED_MORE, parseResponseHead, type ResponseHead } from './http1.js';
-import { ClientConn, type ListenerState } from './proxy.js';
+import { ClientConn, ConnMemo, type ListenerState } from './proxy.js';
 
 const {
   NGHTTP2_CANCEL,
@@ -113,6 +113,7 @@ function watchSession(listener: ListenerState, session: http2.ServerHttp2Session
   session.once('close', () => listener.clients.delete(handle));
   const guard: SessionGuard = {
     open: 0,
+    memo: new ConnMemo(),
     clientCancelled(): void {
       const now = Date.now();
       if (now - windowStart > H2_LIMITS.clientResetWindowMs) {
@@ -138,9 +139,10 @@ function watchSession(listener: ListenerState, session: http2.ServerHttp2Session
   });
 }
 
-/** Per session: its open streams (counted by onStream) and the rapid-reset accounting. */
+/** Per session: its open streams (counted by onStream), what its streams' requests share, and the rapid-reset accounting. */
 interface SessionGuard {
   open: number;
+  readonly memo: ConnMemo;
   clientCancelled(): void;
 }
 const guards = new WeakMap<http2.Http2Session, SessionGuard>();
@@ -197,8 +199,9 @@ function onStream(listener: ListenerState, stream: http2.ServerHttp2Stream, head
     (chunked ? 'transfer-encoding: chunked\r\n' : '') +
     '\r\n';
 
+  const guard = stream.session ? guards.get(stream.session) : undefined; // stream.session is gone once closed
   const sock = new StreamSocket(stream, method === 'HEAD');
-  const conn = new ClientConn(sock as unknown as net.Socket, listener);
+  const conn = new ClientConn(sock as unknown as net.Socket, listener, guard?.memo);
   sock.conn = conn;
   stream.on('data', (chunk: Buffer) => {
     if (chunked) {
@@ -212,7 +215,6 @@ function onStream(listener: ListenerState, stream: http2.ServerHttp2Stream, head
     if (chunked) sock.emitData(LAST_CHUNK);
     sock.emitEnd();
   });
-  const guard = stream.session ? guards.get(stream.session) : undefined; // stream.session is gone once closed
   if (guard) guard.open++;
   // 'end' and 'close' come once per stream: plain listeners, no once() wrappers.
   stream.on('close', () => {
@@ -222,6 +224,13 @@ function onStream(listener: ListenerState, stream: http2.ServerHttp2Stream, head
   });
   stream.on('drain', () => sock.emit('drain'));
   sock.emitData(Buffer.from(head, 'latin1'));
+}
+
+/** Streams' connections to close in the next check phase: one Immediate for all of them. */
+const releasing: ClientConn[] = [];
+
+function releaseAll(): void {
+  for (const c of releasing.splice(0)) c.close();
 }
 
 function emitClose(socket: EventEmitter): void {
@@ -480,7 +489,7 @@ class StreamSocket extends EventEmitter {
       const c = this.conn;
       this.conn = null;
       // After the exchange has written its record (it ends the socket after that).
-      setImmediate(() => c.close());
+      if (releasing.push(c) === 1) setImmediate(releaseAll);
     }
   }
 }

@@ -274,6 +274,28 @@ const enum ClientState {
 }
 
 /** One client TCP connection on a web listener. */
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * What one client connection keeps from a request for the next: a
+ * keep-alive client repeats its Host, and the same client address gets the
+ * same forwarding fields. The streams of an HTTP/2 session share one (same
+ * connection, same address), so a stream does not rebuild them.
+ */
+export class ConnMemo {
+  /**
+   * perimeter's fields of the last request without forwarded values to
+   * merge (forwarding and geolocation), as bytes, for `fwdRoutes`, Host
+   * `fwdHost` and geolocation lines `fwdGeo`.
+   */
+  fwdRoutes: ListenerRoutes | null = null;
+  fwdHost = '';
+  fwdGeo = '';
+  fwdBytes: Buffer = EMPTY;
+  /** The Host strings of the last request (see HostCache). */
+  readonly hostCache = new HostCache();
+}
+
 export class ClientConn implements Expirable {
   readonly socket: net.Socket;
   readonly listener: ListenerState;
@@ -291,21 +313,14 @@ export class ClientConn implements Expirable {
   /** Whether the peer is a trusted proxy, for `trustedRoutes` (a reload brings new routes). */
   private trusted = false;
   private trustedRoutes: ListenerRoutes | null = null;
-  /**
-   * perimeter's fields of the last request without forwarded values to
-   * merge (forwarding and geolocation), as bytes, for `fwdRoutes`, Host
-   * `fwdHost` and geolocation lines `fwdGeo`: a keep-alive client repeats them.
-   */
-  fwdRoutes: ListenerRoutes | null = null;
-  fwdHost = '';
-  fwdGeo = '';
-  fwdBytes: Buffer = EMPTY;
-  /** The Host strings of the last request (see HostCache). */
-  readonly hostCache = new HostCache();
+  /** What the last request left for the next one (see ConnMemo). */
+  readonly memo: ConnMemo;
 
-  constructor(socket: net.Socket, listener: ListenerState) {
+  /** `memo`: shared by the streams of one HTTP/2 session; a connection of its own otherwise. */
+  constructor(socket: net.Socket, listener: ListenerState, memo: ConnMemo = new ConnMemo()) {
     this.socket = socket;
     this.listener = listener;
+    this.memo = memo;
     this.ip = clientAddress(socket.remoteAddress);
     this.port = socket.remotePort ?? 0;
     // No setNoDelay: every listener's server sets noDelay, which the socket inherits (one setsockopt less per connection).
@@ -452,7 +467,7 @@ export class ClientConn implements Expirable {
         if (shared) this.pending = Buffer.from(buf);
         return;
       }
-      head = parseRequestHead(buf, 0, len, routes.limits, this.hostCache);
+      head = parseRequestHead(buf, 0, len, routes.limits, this.memo.hostCache);
     } catch (e) {
       if (e instanceof ParseError) this.reject(e.def, e.detail);
       else this.reject(Errors.INTERNAL, String(e));
@@ -555,7 +570,6 @@ export class ClientConn implements Expirable {
 }
 
 const NO_HEADERS: readonly LoggedField[] = Object.freeze([]);
-const EMPTY = Buffer.alloc(0);
 
 /** An HTTP/2 stream's in-memory socket (./h2.ts) says which version the client spoke, for the record. */
 function viaVersion(socket: net.Socket): string | undefined {
@@ -755,13 +769,14 @@ export class Exchange implements UpstreamOwner, Expirable {
       // Nothing to merge from a trusted proxy: the same fields for every
       // request of this connection with this Host, kept on the connection.
       const geoLines = geo !== undefined ? geo.headers(ip) : '';
-      if (client.fwdRoutes !== this.routes || client.fwdHost !== h.hostHeader || client.fwdGeo !== geoLines) {
-        client.fwdRoutes = this.routes;
-        client.fwdHost = h.hostHeader;
-        client.fwdGeo = geoLines;
-        client.fwdBytes = Buffer.from(this.forwardingFields('', '', '', '') + geoLines, 'latin1');
+      const memo = client.memo;
+      if (memo.fwdRoutes !== this.routes || memo.fwdHost !== h.hostHeader || memo.fwdGeo !== geoLines) {
+        memo.fwdRoutes = this.routes;
+        memo.fwdHost = h.hostHeader;
+        memo.fwdGeo = geoLines;
+        memo.fwdBytes = Buffer.from(this.forwardingFields('', '', '', '') + geoLines, 'latin1');
       }
-      fixed = client.fwdBytes;
+      fixed = memo.fwdBytes;
     } else {
       // The real client for geolocation: behind trusted proxies, the right-most untrusted X-Forwarded-For entry.
       const geoClient = trusted && xff ? clientAddressForGeo(ip, xff, (a) => this.routes.trusted.has(a)) : ip;

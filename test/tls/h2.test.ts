@@ -485,3 +485,24 @@ test('client-idle closes an HTTP/2 session without open streams, and never one w
   const after = await closedWithin(busy);
   assert.ok(after < 5000, `closed ${after} ms after the answer`);
 });
+
+test('streams of one session to two sites: each request gets its own Host and forwarding fields', async (t) => {
+  const { up, port } = await setup(t);
+  const session = connect(port);
+  t.after(() => void session.close());
+  // Alternating sites on one connection, concurrently and one after another.
+  const authorities = ['a.example.com', 'localhost', 'a.example.com', 'localhost', 'localhost', 'a.example.com'];
+  const first = await Promise.all(authorities.slice(0, 3).map((a, i) => request(session, { ':authority': a, ':path': `/s${i}` })));
+  const rest: H2Response[] = [];
+  for (const [i, a] of authorities.slice(3).entries()) rest.push(await request(session, { ':authority': a, ':path': `/s${i + 3}` }));
+  for (const r of [...first, ...rest]) assert.equal(r.status, 200);
+  assert.equal(up.received.length, authorities.length);
+  for (const got of up.received) {
+    const i = Number(got.url.slice(2));
+    const host = authorities[i]!;
+    assert.equal(got.headers['host'], host, `request ${i}`);
+    assert.equal(got.headers['x-forwarded-host'], host, `request ${i}`);
+    assert.equal(got.headers['forwarded'], `for=127.0.0.1;host=${host};proto=https`, `request ${i}`);
+    assert.equal(got.headers['x-forwarded-for'], '127.0.0.1', `request ${i}`);
+  }
+});
