@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { Errors } from '../core/errors.js';
-import { ChunkedParser, fieldList, findHeadEnd, isHopByHop, NEED_MORE, parseResponseHead, type ResponseHead } from './http1.js';
+import { ChunkedParser, FIELD_STRIDE, fieldName, fieldValue, findHeadEnd, isHopByHop, NEED_MORE, parseResponseHead, type ResponseHead } from './http1.js';
 import { ClientConn, ConnMemo, type ListenerState } from './proxy.js';
 
 const {
@@ -514,14 +514,16 @@ function addTrailer(out: http2.OutgoingHttpHeaders, line: string): void {
 /** HTTP/1.1 response head (parsed from `buf`) → HTTP/2 header block: lower-case, no connection-specific fields. */
 function h2Headers(resp: ResponseHead, buf: Buffer): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = { ':status': resp.status };
-  for (const f of fieldList(resp.fields, buf)) {
-    const n = f.name;
+  const fields = resp.fields;
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    const n = fieldName(fields, f, buf);
     if (CONNECTION_SPECIFIC.has(n) || isHopByHop(n, resp.connectionTokens)) continue;
     if (n === 'content-length' && resp.bodyLength === -2) continue;
+    const value = fieldValue(fields, f, buf);
     const prev = out[n];
-    if (prev === undefined) out[n] = f.value;
-    else if (Array.isArray(prev)) prev.push(f.value);
-    else out[n] = [String(prev), f.value];
+    if (prev === undefined) out[n] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[n] = [String(prev), value];
   }
   return out;
 }

@@ -278,17 +278,26 @@ export function isHopByHopField(fields: readonly number[], i: number, buf: Uint8
 export function fieldList(fields: readonly number[], buf: Buffer): Header[] {
   const out: Header[] = [];
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
-    const start = fields[f]!;
-    const colon = fields[f + 1]!;
     const id = fields[f + 3]!;
-    let vs = colon + 1;
-    let ve = fields[f + 2]! - 2;
-    while (vs < ve && (buf[vs] === 0x20 || buf[vs] === 0x09)) vs++;
-    while (ve > vs && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--;
-    const rawName = buf.toString('latin1', start, colon);
-    out.push({ name: id !== 0 ? FIELD_NAMES[id]! : rawName.toLowerCase(), rawName, value: buf.toString('latin1', vs, ve) });
+    const rawName = buf.toString('latin1', fields[f]!, fields[f + 1]!);
+    out.push({ name: id !== 0 ? FIELD_NAMES[id]! : rawName.toLowerCase(), rawName, value: fieldValue(fields, f, buf) });
   }
   return out;
+}
+
+/** The lower-case name of the field at `fields[f]` (f: a multiple of FIELD_STRIDE). */
+export function fieldName(fields: readonly number[], f: number, buf: Buffer): string {
+  const id = fields[f + 3]!;
+  return id !== 0 ? FIELD_NAMES[id]! : buf.toString('latin1', fields[f]!, fields[f + 1]!).toLowerCase();
+}
+
+/** The value of the field at `fields[f]`, without surrounding blanks. */
+export function fieldValue(fields: readonly number[], f: number, buf: Buffer): string {
+  let vs = fields[f + 1]! + 1;
+  let ve = fields[f + 2]! - 2;
+  while (vs < ve && (buf[vs] === 0x20 || buf[vs] === 0x09)) vs++;
+  while (ve > vs && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--;
+  return buf.toString('latin1', vs, ve);
 }
 
 // ---------------------------------------------------------------- small byte helpers
