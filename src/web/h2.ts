@@ -230,7 +230,14 @@ function onStream(listener: ListenerState, stream: http2.ServerHttp2Stream, head
 const releasing: ClientConn[] = [];
 
 function releaseAll(): void {
-  for (const c of releasing.splice(0)) c.close();
+  for (const c of releasing.splice(0)) {
+    try {
+      c.close();
+    } catch (err) {
+      // A bug: reported, and it must not leave the other streams' connections tracked.
+      c.listener.hooks.onInternalError?.(err);
+    }
+  }
 }
 
 function emitClose(socket: EventEmitter): void {

@@ -273,7 +273,6 @@ const enum ClientState {
   Closed,
 }
 
-/** One client TCP connection on a web listener. */
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -296,6 +295,7 @@ export class ConnMemo {
   readonly hostCache = new HostCache();
 }
 
+/** One client TCP connection on a web listener (or one HTTP/2 stream's, ./h2.ts). */
 export class ClientConn implements Expirable {
   readonly socket: net.Socket;
   readonly listener: ListenerState;
