@@ -97,15 +97,15 @@ function ticks(pid: number): [number, number] {
   return [t.user, t.system];
 }
 
-/** One load: wrk (HTTP/1.1; --tls: a new TLS connection per request) or, with --h2, h2load -c10 -m10. */
-function load(port: number, seconds: number): { rps: number; requests: number; p99: number } {
+/** One load: wrk (HTTP/1.1; --tls: a new TLS connection per request) or, with --h2, h2load -c10 -m10. `tail`: wrk's p99, h2load's maximum (it has no percentiles). */
+function load(port: number, seconds: number): { rps: number; requests: number; tail: number } {
   if (opt.h2) {
     const r = spawnSync('taskset', ['-c', '1', 'h2load', '-t1', '-c10', '-m10', `-D${seconds}`, `https://localhost:${port}${opt.path}`], { encoding: 'utf8' });
     const h = parseH2load(r.stdout + r.stderr);
-    return { rps: h.rps, requests: h.requests, p99: h.maxUs };
+    return { rps: h.rps, requests: h.requests, tail: h.maxUs };
   }
   const w = wrk(port, seconds);
-  return { rps: w.rps, requests: w.requests, p99: w.latencyUs.p99 };
+  return { rps: w.rps, requests: w.requests, tail: w.latencyUs.p99 };
 }
 
 function wrk(port: number, seconds: number): ReturnType<typeof parseWrk> {
@@ -146,15 +146,15 @@ for (const c of contenders) {
 }
 
 const seconds = Number(opt.seconds);
-const results = new Map<string, { rps: number; ratio: number; user: number; sys: number; p99: number }[]>();
+const results = new Map<string, { rps: number; ratio: number; user: number; sys: number; tail: number }[]>();
 for (let round = 0; round < Number(opt.rounds); round++) {
-  const got = new Map<string, { rps: number; user: number; sys: number; p99: number }>();
+  const got = new Map<string, { rps: number; user: number; sys: number; tail: number }>();
   for (const c of rotate(contenders, round)) {
     const [u0, s0] = ticks(c.pid!);
     const r = load(c.port, seconds);
     const [u1, s1] = ticks(c.pid!);
     const per = 1e4 / Math.max(1, r.requests); // ticks are 10 ms: µs per request (per connection with --tls)
-    got.set(c.name, { rps: r.rps, user: (u1 - u0) * per, sys: (s1 - s0) * per, p99: r.p99 });
+    got.set(c.name, { rps: r.rps, user: (u1 - u0) * per, sys: (s1 - s0) * per, tail: r.tail });
   }
   const ref = got.get('nginx')!.rps;
   const cells = contenders.map((c) => {
@@ -169,6 +169,6 @@ process.stdout.write(`\nmedians over ${opt.rounds} rounds of ${seconds} s, ${loa
 for (const c of contenders) {
   const xs = results.get(c.name)!;
   const m = (f: (x: (typeof xs)[number]) => number): number => median(xs.map(f));
-  process.stdout.write(`${c.name.padEnd(12)} ${m((x) => x.rps).toFixed(0).padStart(7)} req/s  ${m((x) => x.ratio).toFixed(2)}× nginx  user ${m((x) => x.user).toFixed(1)} µs/req  sys ${m((x) => x.sys).toFixed(1)} µs/req  ${opt.h2 ? 'max' : 'p99'} ${(m((x) => x.p99) / 1000).toFixed(2)} ms\n`);
+  process.stdout.write(`${c.name.padEnd(12)} ${m((x) => x.rps).toFixed(0).padStart(7)} req/s  ${m((x) => x.ratio).toFixed(2)}× nginx  user ${m((x) => x.user).toFixed(1)} µs/req  sys ${m((x) => x.sys).toFixed(1)} µs/req  ${opt.h2 ? 'max' : 'p99'} ${(m((x) => x.tail) / 1000).toFixed(2)} ms\n`);
 }
 process.exit(0);

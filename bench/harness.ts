@@ -255,7 +255,6 @@ export function formatPeerComparison(c: PeerComparison): string {
   return `${c.peer} ${x(c.small.median, '×')}, ${x(c.large.median, '×')}, ${x(c.p50)}, ${x(c.p99)}`;
 }
 
-/** Round i runs the contenders rotated by i, so none is always first (cold) or last. */
 /**
  * `--env NAME:KEY=VALUE` options of compare-builds.ts: per build name, the
  * variables to add to its environment. Throws on a malformed option and on
@@ -273,6 +272,7 @@ export function parseEnvOptions(options: readonly string[], names: readonly stri
   return envOf;
 }
 
+/** Round i runs the contenders rotated by i, so none is always first (cold) or last. */
 export function rotate<T>(items: readonly T[], round: number): T[] {
   const k = items.length ? round % items.length : 0;
   return [...items.slice(k), ...items.slice(0, k)];

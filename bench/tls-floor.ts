@@ -17,7 +17,7 @@
  */
 import { constants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
 import { createSecureServer, type ServerHttp2Stream } from 'node:http2';
 import { createServer, type TLSSocket } from 'node:tls';
 
@@ -39,13 +39,17 @@ function upstreamSocket(): Socket {
   return upstream;
 }
 
-if (mode === 'h2proxy') {
-  const server = createSecureServer({
-    cert: readFileSync(certFile),
-    key: readFileSync(keyFile),
-    minVersion: 'TLSv1.2',
-    ecdhCurve: 'X25519:prime256v1:secp384r1',
-  });
+/** What every floor's TLS shares with perimeter's listener: certificate, versions, groups. */
+const tlsOptions = {
+  cert: readFileSync(certFile),
+  key: readFileSync(keyFile),
+  minVersion: 'TLSv1.2',
+  ecdhCurve: 'X25519:prime256v1:secp384r1',
+} as const;
+
+/** node:http2: each stream one request to the backend, answered with its status and body. */
+function h2Floor(): Server {
+  const server = createSecureServer(tlsOptions);
   server.on('stream', (stream: ServerHttp2Stream) => {
     stream.on('error', () => {});
     const upstream = upstreamSocket();
@@ -64,35 +68,32 @@ if (mode === 'h2proxy') {
     socket.once('data', () => socket.end(answer));
     socket.on('error', () => socket.destroy());
   });
-  server.listen(Number(portArg), '127.0.0.1');
+  return server;
 }
 
-const server = mode === 'h2proxy' ? null : createServer(
-  {
-    cert: readFileSync(certFile),
-    key: readFileSync(keyFile),
-    minVersion: 'TLSv1.2',
-    ecdhCurve: 'X25519:prime256v1:secp384r1',
-    ALPNProtocols: ['http/1.1'],
-    secureOptions: constants.SSL_OP_NO_TICKET | constants.SSL_OP_NO_RENEGOTIATION,
-  },
-  (client) => {
-    client.on('error', () => client.destroy());
-    client.once('data', () => {
-      if (mode === 'answer') {
-        client.end(answer);
-        return;
-      }
-      const upstream = upstreamSocket();
-      upstream.once('data', (response: Buffer) => {
-        idle.push(upstream);
-        // The backend's answer with "Connection: close" after its status line: the client asked for it.
-        const eol = response.indexOf('\r\n') + 2;
-        client.end(Buffer.concat([response.subarray(0, eol), CLOSE, response.subarray(eol)]));
+/** node:tls, one request per connection: answered here, or passed to the backend. */
+function tlsFloor(): Server {
+  return createServer(
+    { ...tlsOptions, ALPNProtocols: ['http/1.1'], secureOptions: constants.SSL_OP_NO_TICKET | constants.SSL_OP_NO_RENEGOTIATION },
+    (client) => {
+      client.on('error', () => client.destroy());
+      client.once('data', () => {
+        if (mode === 'answer') {
+          client.end(answer);
+          return;
+        }
+        const upstream = upstreamSocket();
+        upstream.once('data', (response: Buffer) => {
+          idle.push(upstream);
+          // The backend's answer with "Connection: close" after its status line: the client asked for it.
+          const eol = response.indexOf('\r\n') + 2;
+          client.end(Buffer.concat([response.subarray(0, eol), CLOSE, response.subarray(eol)]));
+        });
+        upstream.write(request);
       });
-      upstream.write(request);
-    });
-  },
-);
-server?.listen(Number(portArg), '127.0.0.1');
+    },
+  );
+}
+
+(mode === 'h2proxy' ? h2Floor() : tlsFloor()).listen(Number(portArg), '127.0.0.1');
 process.on('SIGTERM', () => process.exit(0));
