@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BENCH_HOST, median, nginxBackendConf, parseH2load, nginxChangeInclude, nginxProxyConf, nginxTlsConf, parseProcStatTicks, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTlsPlatformYaml, rotate, parseEnvOptions } from './harness.js';
-import { freePort, makeBenchCert } from './fixtures.js';
+import { freePort, machineKind, makeBenchCert } from './fixtures.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -146,6 +146,7 @@ for (const c of contenders) {
 }
 
 const seconds = Number(opt.seconds);
+process.stdout.write(`${machineKind().label}; node ${process.version} (OpenSSL ${process.versions.openssl})\n`);
 const results = new Map<string, { rps: number; ratio: number; user: number; sys: number; tail: number }[]>();
 for (let round = 0; round < Number(opt.rounds); round++) {
   const got = new Map<string, { rps: number; user: number; sys: number; tail: number }>();

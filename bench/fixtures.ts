@@ -1,13 +1,37 @@
 /**
  * What bench/run.ts and bench/compare-builds.ts both set up on this machine:
- * free TCP ports on 127.0.0.1 and the TLS contenders' certificate. (The pure
+ * free TCP ports on 127.0.0.1 and the TLS contenders' certificate, and what
+ * they both say of the machine. (The pure
  * parts, without I/O, are in ./harness.ts.)
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { benchCertArgs } from './harness.js';
+import { benchCertArgs, parseCpuInfo } from './harness.js';
+
+/** A file's text, or '' where it does not exist (another kernel, a container). */
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The kind of machine a run was on, for its header and JSON: the model name
+ * alone ("AMD EPYC") names several kinds here, with different figures.
+ */
+export function machineKind(): { cpu: string; cpuFamily: number | null; cpuModel: number | null; avx512ifma: boolean; cpuidle: string; label: string } {
+  const info = parseCpuInfo(readText('/proc/cpuinfo'));
+  const cpu = cpus()[0]?.model ?? 'unknown';
+  // How an idle vCPU waits (haltpoll, none...): what the one-connection p99 sees (BENCHMARKS.md).
+  const cpuidle = readText('/sys/devices/system/cpu/cpuidle/current_driver').trim() || 'unknown';
+  const label = `${cpu}, family ${info.family ?? '?'} model ${info.model ?? '?'}${info.avx512ifma ? ', AVX-512 IFMA' : ''}; cpuidle ${cpuidle}`;
+  return { cpu, cpuFamily: info.family, cpuModel: info.model, avx512ifma: info.avx512ifma, cpuidle, label };
+}
 
 /** A port the kernel hands out for 127.0.0.1 right now (bound to port 0, then released). */
 export function freePort(): Promise<number> {

@@ -316,6 +316,22 @@ export function parseProcStatTicks(stat: string): { user: number; system: number
   return { user, system };
 }
 
+/**
+ * What tells these machines apart, from /proc/cpuinfo's first processor: the
+ * model name alone ("AMD EPYC") names several kinds. `family`/`model` tell the
+ * generations apart, and `avx512ifma` is what makes RSA signing cheap (the TLS
+ * target's share of Node.js per-connection cost depends on it, BENCHMARKS.md).
+ */
+export function parseCpuInfo(text: string): { family: number | null; model: number | null; avx512ifma: boolean } {
+  const first = text.split(/\n\s*\n/)[0] ?? '';
+  const num = (key: string): number | null => {
+    const m = new RegExp(`^${key}\\s*:\\s*(\\d+)\\s*$`, 'm').exec(first);
+    return m ? Number(m[1]) : null;
+  };
+  const flags = /^flags\s*:(.*)$/m.exec(first)?.[1]?.trim().split(/\s+/) ?? [];
+  return { family: num('cpu family'), model: num('model'), avx512ifma: flags.includes('avx512ifma') };
+}
+
 /** VmRSS of /proc/PID/status, in KiB. */
 export function parseVmRssKiB(status: string): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(status);

@@ -24,7 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CpuBudget } from './cpu-budget.js';
-import { freePort, freePorts, makeBenchCert } from './fixtures.js';
+import { freePort, freePorts, machineKind, makeBenchCert } from './fixtures.js';
 import {
   BENCH_HOST, BULK_BYTES, LARGE_BYTES, PEER_FACTOR, formatPeerComparison, formatRps, median, formatUs, haproxyConf, haproxyTcpConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
   nginxTlsConf, parseH2load, parsePaceLog, parsePaceSummary, percentile, splitByChanges, parseProcStatTicks, parseStubStatus, parseVmRssKiB, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTcpPlatformYaml,
@@ -813,8 +813,9 @@ async function main(): Promise<void> {
     haproxy: await freePort(), perimeter: await freePort(), perimeter2: await freePort(),
   };
   const started = Date.now();
-  const machine = { nproc: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, openssl: process.versions.openssl, nice: canNice ? -10 : 0, fdLimit };
-  process.stdout.write(`perimeter bench: ${quick ? 'quick' : 'full'}, ${rounds} round(s) of ${duration} s loads (${extraS} s for TLS, HTTP/2 and TCP, ${scalingS} s for 1 vs 2 workers); ${machine.nproc} CPUs (${machine.cpu}); node ${machine.node} (OpenSSL ${machine.openssl}); nice ${machine.nice}; fd limit ${fdLimit}\n`);
+  const { label: kind, ...cpu } = machineKind();
+  const machine = { nproc: cpus().length, ...cpu, node: process.version, openssl: process.versions.openssl, nice: canNice ? -10 : 0, fdLimit };
+  process.stdout.write(`perimeter bench: ${quick ? 'quick' : 'full'}, ${rounds} round(s) of ${duration} s loads (${extraS} s for TLS, HTTP/2 and TCP, ${scalingS} s for 1 vs 2 workers); ${machine.nproc} CPUs (${kind}); node ${machine.node} (OpenSSL ${machine.openssl}); nice ${machine.nice}; fd limit ${fdLimit}\n`);
   if (!canNice) process.stdout.write('  (not permitted to run at nice -10: numbers will be noisier; run as root for less noise)\n');
   if (args.profile) return profileMode(dir, ports);
 

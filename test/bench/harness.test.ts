@@ -11,7 +11,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  haproxyConf, median, nginxBackendConf, nginxProxyConf, parseProcStatTicks, parseStubStatus, parseVmRssKiB, parseWrk,
+  haproxyConf, median, nginxBackendConf, nginxProxyConf, parseCpuInfo, parseProcStatTicks, parseStubStatus, parseVmRssKiB, parseWrk,
   parseWrkTime, perimeterPlatformYaml, perimeterSitesYaml, rotate, roundRatios, socketErrorTotal, summarize,
   summarizeProfile, SMALL_BODY, table, type CpuProfile,
   parseH2load,
@@ -455,4 +455,13 @@ test('freePorts: n ports on 127.0.0.1 that a server can then listen on', async (
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
   assert.deepEqual(await freePorts(0), []);
+});
+
+test('parseCpuInfo: family, model and AVX-512 IFMA of the first processor', () => {
+  const proc = (family: string, model: string, flags: string): string =>
+    `processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: ${family}\nmodel\t\t: ${model}\nmodel name\t: AMD EPYC\nflags\t\t: ${flags}\n`;
+  assert.deepEqual(parseCpuInfo(`${proc('26', '2', 'fpu avx2 avx512f avx512ifma sha_ni')}\n${proc('25', '1', 'fpu')}\n`), { family: 26, model: 2, avx512ifma: true });
+  // Only the first processor counts; a flag that merely starts with the name is not it.
+  assert.deepEqual(parseCpuInfo(`${proc('6', '143', 'fpu avx512ifmax')}\n${proc('6', '143', 'avx512ifma')}`), { family: 6, model: 143, avx512ifma: false });
+  assert.deepEqual(parseCpuInfo(''), { family: null, model: null, avx512ifma: false });
 });
