@@ -1,8 +1,8 @@
 /**
  * What bench/run.ts and bench/compare-builds.ts both set up on this machine:
  * free TCP ports on 127.0.0.1 and the TLS contenders' certificate, and what
- * they both say of the machine. (The pure
- * parts, without I/O, are in ./harness.ts.)
+ * they both say of the machine. (The pure parts, without I/O, are in
+ * ./harness.ts.)
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync } from 'node:fs';
