@@ -249,10 +249,19 @@ export function versusPeer(peer: string, perimeter: PeerFigures, other: PeerFigu
   };
 }
 
+/** A ratio with two decimals, or '–' for a missing one (NaN). */
+function ratioText(v: number, unit = ''): string {
+  return Number.isFinite(v) ? `${v.toFixed(2)}${unit}` : '–';
+}
+
 /** One peer's ratios for the targets table, in the order small, 64k, p50, p99: "Fastify 2.61×, 2.10×, 0.31, 0.12". */
 export function formatPeerComparison(c: PeerComparison): string {
-  const x = (v: number, unit = ''): string => (Number.isFinite(v) ? `${v.toFixed(2)}${unit}` : '–');
-  return `${c.peer} ${x(c.small.median, '×')}, ${x(c.large.median, '×')}, ${x(c.p50)}, ${x(c.p99)}`;
+  return `${c.peer} ${ratioText(c.small.median, '×')}, ${ratioText(c.large.median, '×')}, ${formatPeerLatency(c)}`;
+}
+
+/** The one-connection half alone, p50 and p99: "0.31, 0.12" (with the peer's name: "Fastify 0.31, 0.12"). */
+export function formatPeerLatency(c: PeerComparison, named = false): string {
+  return `${named ? `${c.peer} ` : ''}${ratioText(c.p50)}, ${ratioText(c.p99)}`;
 }
 
 /**

@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { CpuBudget } from './cpu-budget.js';
 import { freePort, freePorts, machineKind, makeBenchCert } from './fixtures.js';
 import {
-  BENCH_HOST, BULK_BYTES, LARGE_BYTES, PEER_FACTOR, formatPeerComparison, formatRps, median, formatUs, haproxyConf, haproxyTcpConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
+  BENCH_HOST, BULK_BYTES, LARGE_BYTES, PEER_FACTOR, formatPeerComparison, formatPeerLatency, formatRps, median, formatUs, haproxyConf, haproxyTcpConf, nginxBackendConf, nginxChangeInclude, nginxProxyConf,
   nginxTlsConf, parseH2load, parsePaceLog, parsePaceSummary, percentile, splitByChanges, parseProcStatTicks, parseStubStatus, parseVmRssKiB, parseWrk, perimeterPlatformYaml, perimeterSitesYaml, perimeterTcpPlatformYaml,
   perimeterTlsPlatformYaml, roundRatios, rotate, socketErrorTotal, summarize, summarizeProfile, table, versusPeer, type CpuProfile, type H2loadResult, type PeerFigures,
   type PacedRequest, type Summary, type WrkResult,
@@ -1226,7 +1226,6 @@ async function main(): Promise<void> {
   });
   const versusPeers = PEERS.map((p) => versusPeer(p.short, figures(perimeter.name), figures(p.name)));
   const nginxVersusPeers = added[nginx.name] === undefined ? [] : PEERS.map((p) => versusPeer(p.short, figures(nginx.name), figures(p.name)));
-  const formatRatio = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '–');
   /** " (nginx +51 µs, HAProxy +55 µs)": the same one-connection figure of the peer proxies, which share this machine's wake-up delays. */
   const besidePeers = (q: 'p50' | 'p99'): string => {
     const others = [nginx.name, haproxy.name].filter((n) => added[n] !== undefined).map((n) => `${n} +${formatUs(added[n]![q].median)}`);
@@ -1241,7 +1240,7 @@ async function main(): Promise<void> {
       scenario: 'http',
       target: `≥ ${PEER_FACTOR}× Fastify/http-proxy (same run; per peer: req/s ÷ peer's ≥ ${PEER_FACTOR} small, 64k; added c1 latency ÷ peer's ≤ ${1 / PEER_FACTOR} p50, p99)`,
       // nginx's own added latency against the same peers: whether the one-connection cells are within any proxy's reach on this machine.
-      measured: `${versusPeers.map(formatPeerComparison).join('; ')}${nginxVersusPeers.length > 0 ? ` (nginx's c1 p50, p99 ÷ theirs: ${nginxVersusPeers.map((v) => `${v.peer} ${formatRatio(v.p50)}, ${formatRatio(v.p99)}`).join('; ')})` : ''}`,
+      measured: `${versusPeers.map(formatPeerComparison).join('; ')}${nginxVersusPeers.length > 0 ? ` (nginx's c1 p50, p99 ÷ theirs: ${nginxVersusPeers.map((v) => formatPeerLatency(v, true)).join('; ')})` : ''}`,
       status: ok(versusPeers.length > 0 && versusPeers.every((v) => v.met)),
     },
     { scenario: 'workers', target: '--workers 2 ≥ 1.7× one worker (2 CPUs shared with wrk and the backend)', measured: `${perimeterScale.median.toFixed(2)}× (nginx ${nginxScale.median.toFixed(2)}×)`, status: ok(perimeterScale.median >= 1.7) },

@@ -22,6 +22,7 @@ import {
   perimeterTcpPlatformYaml,
   versusPeer,
   formatPeerComparison,
+  formatPeerLatency,
   benchCertArgs,
   BENCH_HOST,
   type PeerFigures,
@@ -409,6 +410,7 @@ test('≥ 2× a Node.js peer: per-round throughput ratios ≥ 2 on small and 64 
   assert.equal(v.p99, 1 / 3);
   assert.equal(v.met, true);
   assert.equal(formatPeerComparison(v), 'Fastify 2.50×, 2.22×, 0.40, 0.33');
+  assert.equal(formatPeerLatency(v, true), 'Fastify 0.40, 0.33');
   // Exactly 2× and exactly half still meet it.
   assert.equal(versusPeer('p', { ...perimeter, smallRps: [2], largeRps: [2], addedP50Us: 75, addedP99Us: 600 }, { ...peer, smallRps: [1], largeRps: [1] }).met, true);
   // Each part alone can fail it.
